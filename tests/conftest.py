@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+
+def write_dataset(path: Path, n: int = 5) -> Path:
+    rows = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()[:n]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def base_config(n_models: int = 1) -> dict:
+    return {
+        "pipeline": {"name": "test-pipeline"},
+        "dataset": {
+            "dataset_name": "trivia",
+            "input_data_location": "eval.jsonl",
+            "dataset_mime_type": "jsonlines",
+            "model_input_key": "question",
+            "target_output_key": "answer",
+        },
+        "models": [
+            {
+                "name": f"model-{i}",
+                "model_id": "huggingface-llm-falcon-7b-bf16",
+                "model_version": "*",
+                "deployment_config": {"instance_type": "ml.g5.2xlarge", "num_instances": 1},
+                "evaluation_config": {
+                    "output": "[0].generated_text",
+                    "content_template": "PROMPT_PLACEHOLDER",
+                    "inference_parameters": {"max_new_tokens": 20},
+                    "prompt_template": "$model_input",
+                },
+            }
+            for i in range(n_models)
+        ],
+        "algorithms": [{"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"}],
+    }
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    write_dataset(tmp_path / "eval.jsonl")
+    return tmp_path
+
+
+@pytest.fixture
+def write_config(config_dir: Path):
+    def write(data: dict | str, name: str = "config.yaml") -> Path:
+        path = config_dir / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
