@@ -118,7 +118,7 @@ def build_plan(config: RunConfig) -> Plan:
         if model["finetune"]:
             steps.append(Step(
                 f"finetune-{name}", "finetune", "steps.finetune:finetune",
-                {"model": model, "run_root": run_root}, [], model=name,
+                {"model": model, "run_root": run_root, "cache_root": Param("cache_root")}, [], model=name,
                 compute=_compute(settings, "finetune", model),
                 description=f"Fine-tune {model['model_id']} for {name}",
             ))
@@ -127,21 +127,23 @@ def build_plan(config: RunConfig) -> Plan:
         steps.append(Step(
             f"deploy-{name}", "deploy", "steps.deploy:deploy",
             {"model": model, "finetune_result": finetune_ref, "run_root": run_root,
-             "execution_id": Param("execution_id")},
+             "execution_id": Param("execution_id"), "cache_root": Param("cache_root")},
             deploy_deps, model=name, compute=_compute(settings, "deploy"),
             description=f"Deploy {name} ({model['provider']} {model['model_id']})"[:256],
         ))
         steps.append(Step(
             f"evaluate-{name}", "evaluate", "steps.evaluate:evaluate",
             {"model": model, "deployment": Ref(f"deploy-{name}"), "dataset": Ref("preprocess"),
-             "algorithms": ev["algorithms"], "run_root": run_root},
+             "algorithms": ev["algorithms"], "run_root": run_root, "cache_root": Param("cache_root")},
             ["preprocess", f"deploy-{name}"], model=name, compute=_compute(settings, "evaluate"),
             description=f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200],
         ))
         evaluates.append(f"evaluate-{name}")
     steps.append(Step(
         "select", "select", "steps.select:select",
-        {"selection": ev["selection"], "run_root": run_root}, list(evaluates),
+        {"selection": ev["selection"], "pipeline": config.pipeline_name, "execution_id": Param("execution_id"),
+         "run_root": run_root, "score_names": {a["eval_name"]: a["score_names"] for a in ev["algorithms"]}},
+        list(evaluates),
         compute=_compute(settings, "select"), varargs=[Ref(e) for e in evaluates],
         description=f"Pick the best model by {ev['selection']['metric']} ({ev['selection']['direction']})",
     ))

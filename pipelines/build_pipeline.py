@@ -106,5 +106,68 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import time
+    from pathlib import Path
+
+    from lib import progress, storage
+    from lib.plan import build_plan
+    from pipelines import local_executor
+
+    cfg = _load(args)
+    plan = build_plan(cfg)
+    local = cfg.settings["local"]
+    execution_id = local_executor.new_execution_id()
+    run_root = str(Path(args.output_dir).resolve()) if args.output_dir else storage.join(
+        local["output_dir"], cfg.pipeline_name, execution_id)
+    params = {
+        "run_root": run_root, "execution_id": execution_id, "dataset_uri": None,
+        "cache_root": local["model_cache_dir"],
+        "model_approval_status": cfg.settings["sagemaker"]["model_approval_status"],
+    }
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    progress.say("run", f"{cfg.pipeline_name} execution {execution_id}: {len(plan.steps)} steps into {run_root}")
+    started = time.perf_counter()
+    local_executor.configure_threads(local["max_workers"])
+    local_executor.run_plan(plan, params, local["max_workers"])
+    summary_uri = storage.join(run_root, "summary.json")
+    if not storage.exists(summary_uri):
+        print(f"the run ended without a summary; see {run_root}", file=sys.stderr)
+        return 1
+    summary = storage.read_json(summary_uri)
+    print(format_summary(summary, run_root, time.perf_counter() - started))
+    ok = any(m["status"] == "succeeded" for m in summary["models"].values())
+    return 0 if ok else 1
+
+
+def format_summary(summary: dict, run_root: str, seconds: float) -> str:
+    sel = summary["selection"]
+    lines = [f"\n{summary['pipeline']} {summary['execution_id']} finished in {seconds:.0f}s",
+             f"{'model':<28} {'status':<10} {sel['metric']:>20} {'calls':>6} {'p50 s':>7}"]
+    ranking = {r["model"]: r["value"] for r in sel.get("ranking", [])}
+    for name, m in summary["models"].items():
+        value = ranking.get(name)
+        lines.append(f"{name:<28} {m['status']:<10} {'-' if value is None else f'{value:.3f}':>20} "
+                     f"{m.get('invocations') if m.get('invocations') is not None else '-':>6} "
+                     f"{m.get('latency_p50_s') if m.get('latency_p50_s') is not None else '-':>7}")
+    lines.append(f"best: {sel['best']}" + (f"; registered: version {summary['registry'].get('version')}"
+                                          if summary.get("registry") and summary["registry"].get("version") else ""))
+    lines.append(f"report: {run_root}/report.html")
+    return "\n".join(lines)
+
+
+def _register_run(sub, add_config_args) -> None:
+    p = sub.add_parser("run", help="run the whole pipeline on this machine")
+    add_config_args(p)
+    p.add_argument("--output-dir", default=None,
+                   help="where the run is written (default: <local.output_dir>/<pipeline>/<execution-id>)")
+    p.set_defaults(func=cmd_run)
+
+
+_EXTRA_COMMANDS.append(_register_run)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,166 @@
+"""Invoke a model once per record: bounded concurrency, timeout, retries with backoff and jitter,
+outputs written as they arrive, a content-addressed cache, and resumption of a killed run."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from string import Template
+from typing import Any
+
+from lib import storage
+from lib.invokers import Answer, PermanentError, TransientError
+from lib.output_cache import OutputCache, cache_key
+
+Invoker = Callable[[str], Answer]
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter (attempt 1 -> up to 0.5 s, 2 -> 1 s, ...)."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+@dataclass
+class InvocationStats:
+    records: int = 0
+    invocations: int = 0  # records sent to the model in this run (cache hits and resumed rows excluded)
+    attempts: int = 0  # including retries
+    errors: int = 0
+    cached: int = 0
+    resumed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    tokens_reported: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float | None:
+            if not lat:
+                return None
+            return round(lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))], 4)
+
+        return {
+            "records": self.records, "invocations": self.invocations, "attempts": self.attempts,
+            "errors": self.errors, "cache_hits": self.cached, "resumed": self.resumed,
+            "latency_p50_s": pct(0.5), "latency_p95_s": pct(0.95),
+            "latency_mean_s": round(statistics.fmean(lat), 4) if lat else None,
+            "prompt_tokens": self.prompt_tokens if self.tokens_reported else None,
+            "generated_tokens": self.generated_tokens if self.tokens_reported else None,
+        }
+
+
+def make_prompt(template: str, model_input: str) -> str:
+    """fmeval's prompt templating: ``$model_input`` replaced, other ``$`` text left alone."""
+    return Template(template).safe_substitute(model_input=model_input)
+
+
+def call_with_retries(invoker: Invoker, prompt: str, policy: RetryPolicy) -> tuple[Answer | None, str | None, int]:
+    """(answer, error, attempts). Transient failures are retried; the last error is returned, not raised."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return invoker(prompt), None, attempt
+        except TransientError as exc:
+            if attempt > policy.max_retries:
+                return None, f"gave up after {attempt} attempts: {exc}", attempt
+            time.sleep(policy.delay(attempt))
+        except PermanentError as exc:
+            return None, str(exc), attempt
+        except Exception as exc:  # an invoker bug or an SDK error we do not classify: fail the record only
+            return None, f"{type(exc).__name__}: {exc}", attempt
+
+
+def invoke_records(
+    records: list[dict[str, Any]],
+    *,
+    invoke: dict[str, Any],
+    invoker: Invoker,
+    identity: str,
+    outputs_uri: str,
+    cache: OutputCache | None,
+    max_concurrency: int = 4,
+    policy: RetryPolicy | None = None,
+    progress: Callable[[str], None] = lambda m: None,
+) -> tuple[list[dict[str, Any]], InvocationStats]:
+    """One output row per record, in record order. Rows already in ``outputs_uri`` are kept as they are."""
+    policy = policy or RetryPolicy()
+    stats = InvocationStats(records=len(records))
+    done: dict[str, dict] = {}
+    if storage.exists(outputs_uri):
+        for row in storage.read_jsonl(outputs_uri):
+            if row.get("error") is None:  # failed rows are tried again on resume
+                done[row["id"]] = row
+    stats.resumed = sum(1 for r in records if r["id"] in done)
+    todo = [r for r in records if r["id"] not in done]
+    lock = threading.Lock()
+    finished = [stats.resumed]
+    step = max(1, len(records) // 10)
+
+    with storage.JsonlAppender(outputs_uri) as out:
+        def one(record: dict[str, Any]) -> None:
+            prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
+            key = cache_key(identity, invoke, prompt)
+            hit = cache.get(key) if cache else None
+            row: dict[str, Any] = {
+                "id": record["id"], "model_input": record["model_input"], "prompt": prompt,
+                "target_output": record.get("target_output"),
+            }
+            if hit is not None:
+                row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
+                           prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
+                           cached=True)
+            else:
+                started = time.perf_counter()
+                answer, error, attempts = call_with_retries(invoker, prompt, policy)
+                latency = round(time.perf_counter() - started, 4)
+                row.update(output=answer.text if answer else None, error=error, latency_s=latency,
+                           attempts=attempts, prompt_tokens=answer.prompt_tokens if answer else None,
+                           generated_tokens=answer.generated_tokens if answer else None, cached=False)
+                if answer is not None and cache is not None:
+                    cache.put(key, {"output": answer.text, "latency_s": latency,
+                                    "prompt_tokens": answer.prompt_tokens,
+                                    "generated_tokens": answer.generated_tokens})
+            with lock:
+                out.append(row)
+                done[record["id"]] = row
+                finished[0] += 1
+                if finished[0] % step == 0 or finished[0] == len(records):
+                    progress(f"{finished[0]}/{len(records)} records")
+
+        with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+            for future in [pool.submit(one, r) for r in todo]:
+                future.result()
+
+    rows = [done[r["id"]] for r in records]
+    storage.write_jsonl(outputs_uri, rows)  # compact: one line per record, in dataset order
+    for row in rows:
+        if row["error"] is not None:
+            stats.errors += 1
+        if row.get("cached"):
+            stats.cached += 1
+        if row["latency_s"] is not None and row["error"] is None:
+            stats.latencies.append(row["latency_s"])
+        if row.get("generated_tokens") is not None:
+            stats.tokens_reported = True
+            stats.prompt_tokens += row.get("prompt_tokens") or 0
+            stats.generated_tokens += row["generated_tokens"]
+    for record in todo:
+        row = done[record["id"]]
+        if not row.get("cached"):
+            stats.invocations += 1
+            stats.attempts += row.get("attempts") or 0
+    return rows, stats

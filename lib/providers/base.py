@@ -1,0 +1,37 @@
+"""What every provider offers the steps. Subclass it to plug in a provider by import path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.invokers import Answer
+
+
+class Provider:
+    """Deploy, fine-tune, invoke and remove one kind of model. Results are JSON-serialisable dicts."""
+
+    name = "base"
+    default_max_concurrency = 4
+
+    def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"provider '{self.name}' cannot fine-tune")
+
+    def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
+               context: dict[str, Any]) -> dict[str, Any]:
+        """Make the model callable. Returns at least ``created`` (what cleanup must remove)."""
+        return {"created": []}
+
+    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]):
+        """A callable ``prompt -> Answer``; must be picklable (fmeval ships runners to Ray)."""
+        raise NotImplementedError
+
+    def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
+        """What makes this model's answers what they are, for the output cache."""
+        return "|".join([self.name, model["model_id"], model.get("model_version") or "*",
+                         deployment.get("artifact_identity") or ""])
+
+    def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
+        return {"deleted": []}
+
+
+__all__ = ["Answer", "Provider"]

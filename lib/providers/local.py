@@ -1,0 +1,125 @@
+"""Provider `local`: a small model on this machine behind the SageMaker container contract."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from lib import storage
+from lib.invokers import HttpInvoker
+from lib.providers import local_model
+from lib.providers.base import Provider
+
+_RUNNING: dict[str, Any] = {}  # endpoint id -> LocalEndpoint, so cleanup (and Ctrl-C) can stop it
+_RUNNING_LOCK = threading.Lock()
+FINETUNE_CODE_VERSION = "1"  # bump when training changes, so cached adapters are not reused
+
+
+def stop_all() -> list[str]:
+    """Stop every local endpoint this process started (the executor's last word, even on Ctrl-C)."""
+    with _RUNNING_LOCK:
+        items = list(_RUNNING.items())
+        _RUNNING.clear()
+    for _, endpoint in items:
+        endpoint.close()
+    return [key for key, _ in items]
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    p = Path(path)
+    for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _training_pairs(uri: str, input_key: str, target_key: str) -> list[tuple[str, str]]:
+    p = Path(uri)
+    files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    pairs = []
+    for f in files:
+        for row in storage.read_jsonl(str(f)):
+            q = row.get(input_key) or row.get("question") or row.get("instruction") or row.get("prompt")
+            a = row.get(target_key) or row.get("answer") or row.get("response") or row.get("completion")
+            if q and a:
+                pairs.append((str(q), str(a).split("<OR>")[0].strip()))
+    return pairs
+
+
+class LocalProvider(Provider):
+    name = "local"
+    default_max_concurrency = 16  # the server batches concurrent requests
+
+    def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        from lib.providers import local_finetune
+
+        say = context.get("progress", print)
+        ft = model["finetune"]
+        params = {**local_finetune.DEFAULTS, **ft["parameters"]}
+        params.pop("instance_type", None)
+        params.pop("num_instances", None)
+        base = local_model.ensure_converted(model["model_id"], context["cache_root"], say)
+        key = hashlib.sha256(json.dumps({
+            "base": str(base), "data": _file_digest(ft["train_data_uri"]), "params": params,
+            "code": FINETUNE_CODE_VERSION}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        cached = Path(context["cache_root"]) / "finetuned" / key
+        reused = (cached / "result.json").exists()
+        if reused:
+            say(f"reusing the fine-tuned model from {cached} (same base, data and parameters)")
+            metrics = json.loads((cached / "result.json").read_text())
+        else:
+            pairs = _training_pairs(ft["train_data_uri"], context.get("model_input_key", "question"),
+                                    context.get("target_output_key", "answer"))
+            if not pairs:
+                raise ValueError(f"no question/answer pairs found in {ft['train_data_uri']}")
+            if params.get("max_train_records"):
+                pairs = pairs[: params["max_train_records"]]
+            say(f"training {params['method']} on {len(pairs)} pairs for {params['max_steps']} steps")
+            tmp = cached.with_name(key + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            metrics = local_finetune.train(base, pairs, tmp, params, say)
+            (tmp / "result.json").write_text(json.dumps(metrics))
+            shutil.rmtree(cached, ignore_errors=True)
+            tmp.rename(cached)
+        artifact = storage.join(context["run_root"], "models", model["name"], "finetuned")
+        shutil.copytree(cached, artifact, dirs_exist_ok=True)
+        return {"artifact": artifact, "artifact_identity": f"finetuned:{key}", "reused": reused,
+                "method": metrics.get("method"), "metrics": metrics}
+
+    def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
+               context: dict[str, Any]) -> dict[str, Any]:
+        from lib.providers.local_server import LocalEndpoint
+
+        say = context.get("progress", print)
+        artifact = (finetuned or {}).get("artifact")
+        if artifact and (Path(artifact) / "config.json").exists():
+            lm = local_model.LocalLM(artifact)  # a full fine-tune saved a whole model
+        else:  # the base model, with a LoRA adapter merged in when there is one
+            lm = local_model.load(model["model_id"], context["cache_root"], artifact, say)
+        endpoint = LocalEndpoint(lm, model["name"])
+        endpoint_id = f"local:{model['name']}:{endpoint.port}"
+        with _RUNNING_LOCK:
+            _RUNNING[endpoint_id] = endpoint
+        say(f"serving on {endpoint.url} (/ping, /invocations)")
+        return {"endpoint_url": endpoint.url, "endpoint_id": endpoint_id,
+                "artifact_identity": (finetuned or {}).get("artifact_identity", ""),
+                "created": [{"type": "local-endpoint", "id": endpoint_id}]}
+
+    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> HttpInvoker:
+        return HttpInvoker(deployment["endpoint_url"], model["invoke"],
+                           timeout=model["invoke"].get("timeout_seconds", 600))
+
+    def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
+        deleted = []
+        for item in deployment.get("created", []):
+            with _RUNNING_LOCK:
+                endpoint = _RUNNING.pop(item["id"], None)
+            if endpoint is not None:
+                endpoint.close()
+                deleted.append(item["id"])
+        return {"deleted": deleted}

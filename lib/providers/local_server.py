@@ -1,0 +1,145 @@
+"""Serve a local model behind the SageMaker inference-container contract on 127.0.0.1.
+
+`GET /ping` -> 200; `POST /invocations` with `{"inputs": str | chat, "parameters": {...}}` ->
+`[{"generated_text": ..., "details": {...}}]`. Concurrent requests are gathered into one batched
+`generate` call (about 2x the throughput of one at a time on this model).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from concurrent.futures import Future
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from lib.providers.local_model import LocalLM
+
+_GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "do_sample")
+
+
+class Batcher:
+    """Collects requests for up to ``wait_s`` and runs those with equal parameters as one batch."""
+
+    def __init__(self, lm: LocalLM, max_batch: int = 16, wait_s: float = 0.02) -> None:
+        self.lm, self.max_batch, self.wait_s = lm, max_batch, wait_s
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self.batches: list[int] = []  # batch sizes, for tests and benchmarks
+        self._thread = threading.Thread(target=self._loop, name="local-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, text: str, params: dict[str, Any]) -> Future:
+        future: Future = Future()
+        self._queue.put((text, params, future))
+        return future
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            items = [first]
+            try:
+                while len(items) < self.max_batch:
+                    items.append(self._queue.get(timeout=self.wait_s))
+            except queue.Empty:
+                pass
+            groups: dict[str, list] = {}
+            for item in items:
+                groups.setdefault(json.dumps(item[1], sort_keys=True), []).append(item)
+            for group in groups.values():
+                self.batches.append(len(group))
+                try:
+                    results = self.lm.generate([g[0] for g in group], **group[0][1])
+                except Exception as exc:  # answer every waiting request, never leave one hanging
+                    for _, _, fut in group:
+                        fut.set_exception(exc)
+                    continue
+                for (_, _, fut), result in zip(group, results):
+                    fut.set_result(result)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _to_text(lm: LocalLM, inputs: Any, system_prompt: str | None = None) -> str:
+    """A prompt string becomes one user turn; a chat structure is used as it is."""
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], list):
+        inputs = inputs[0]  # the [[{role, content}]] shape of chat endpoints
+    if isinstance(inputs, list) and all(isinstance(m, dict) and "content" in m for m in inputs):
+        messages = list(inputs)
+    elif isinstance(inputs, str):
+        messages = [{"role": "user", "content": inputs}]
+    else:
+        raise ValueError("'inputs' must be a string or a list of {role, content} messages")
+    if system_prompt and not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return lm.chat_text(messages)
+
+
+class LocalEndpoint:
+    """A running server: ``url`` to call, ``close()`` to stop it."""
+
+    def __init__(self, lm: LocalLM, name: str, max_batch: int = 16) -> None:
+        self.lm, self.name = lm, name
+        self.batcher = Batcher(lm, max_batch=max_batch)
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet: progress is shown by the evaluate step
+                pass
+
+            def _reply(self, code: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path == "/ping":
+                    self._reply(200, {"status": "ok", "model": endpoint.name})
+                else:
+                    self._reply(404, {"error": "not found"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                if self.path != "/invocations":
+                    self._reply(404, {"error": "not found"})
+                    return
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                    params = body.get("parameters") or {}
+                    gen = {k: params[k] for k in _GEN_KEYS if k in params}
+                    text = _to_text(endpoint.lm, body.get("inputs"), params.get("system_prompt"))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    self._reply(400, {"error": f"bad request: {exc}"})
+                    return
+                try:
+                    result = endpoint.batcher.submit(text, gen).result(timeout=600)
+                except Exception as exc:  # the model failed: a 500, as a real container would answer
+                    self._reply(500, {"error": f"{type(exc).__name__}: {exc}"})
+                    return
+                self._reply(200, [{
+                    "generated_text": result["generated_text"],
+                    "details": {"prompt_tokens": result["prompt_tokens"],
+                                "generated_tokens": result["generated_tokens"]},
+                }])
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name=f"endpoint-{name}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.batcher.close()

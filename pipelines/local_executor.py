@@ -1,0 +1,106 @@
+"""Run a plan on this machine: the same step functions SageMaker runs, in dependency order, with
+independent steps (one per model) in parallel threads of this process.
+
+Local endpoints are servers inside this process, so nothing outlives a run: after success, after a
+failed step, and after Ctrl-C, `run_plan` stops every one of them before it returns or raises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from lib import progress, storage
+from lib.plan import Param, Plan, Ref, Step
+
+
+def new_execution_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _function(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _value(value: Any, results: dict[str, Any], params: dict[str, Any]) -> Any:
+    if isinstance(value, Ref):
+        return results[value.step]
+    if isinstance(value, Param):
+        return params.get(value.name)
+    return value
+
+
+def _needs(step: Step) -> set[str]:
+    refs = {v.step for v in step.args.values() if isinstance(v, Ref)}
+    return set(step.depends_on) | refs | {r.step for r in step.varargs}
+
+
+def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> Any:
+    kwargs = {k: _value(v, results, params) for k, v in step.args.items()}
+    args = [_value(v, results, params) for v in step.varargs]
+    fn = _function(step.function)
+    if args:  # select(selection, ..., *evaluations): keyword arguments first, in order
+        import inspect
+
+        names = [p for p in inspect.signature(fn).parameters if p in kwargs]
+        return fn(*[kwargs[n] for n in names], *args)
+    return fn(**kwargs)
+
+
+def configure_threads(max_workers: int) -> None:
+    """Give each parallel worker its share of the cores: torch's spinning threads collide otherwise."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, max_workers)))
+
+
+def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[str, Any]:
+    """Execute every step; a step that raises becomes a failed result and its dependants still run."""
+    from lib.providers import local as local_provider
+
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    pending = {s.name: s for s in plan.steps}
+    running: dict[Future, tuple[str, float]] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="step")
+    try:
+        while pending or running:
+            for name, step in list(pending.items()):
+                if _needs(step) <= results.keys():
+                    del pending[name]
+                    progress.say(name, "started")
+                    running[pool.submit(_call, step, results, params)] = (name, time.perf_counter())
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                name, started = running.pop(future)
+                timings[name] = round(time.perf_counter() - started, 2)
+                try:
+                    results[name] = future.result()
+                except Exception as exc:  # a bug in a step: record it, keep going so cleanup runs
+                    results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                    progress.say(name, f"raised {type(exc).__name__}: {exc}")
+                status = (results[name] or {}).get("status", "succeeded") if isinstance(results[name], dict) else ""
+                progress.say(name, f"{status or 'done'} in {timings[name]:.1f}s")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stopped = local_provider.stop_all()
+        if stopped:
+            progress.say("executor", f"stopped {len(stopped)} local endpoint(s) left running")
+    storage.write_json(storage.join(params["run_root"], "execution.json"),
+                       {"pipeline": plan.pipeline, "execution_id": params["execution_id"],
+                        "steps": {n: {"seconds": timings.get(n),
+                                      "status": (results.get(n) or {}).get("status")
+                                      if isinstance(results.get(n), dict) else None,
+                                      "error": (results.get(n) or {}).get("error")
+                                      if isinstance(results.get(n), dict) else None}
+                                  for n in (s.name for s in plan.steps)}})
+    return results

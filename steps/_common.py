@@ -1,0 +1,33 @@
+"""What every step shares: the context a provider sees, and turning a provider error into data."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from lib import progress
+
+
+def context(step: str, run_root: str, cache_root: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"run_root": run_root, "cache_root": cache_root, "progress": progress.reporter(step), **extra}
+
+
+def guarded(step: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fn``; a failure becomes ``{"status": "failed", "error": ...}`` so later steps still run.
+
+    A SageMaker step that raises never reaches its cleanup steps; that is how endpoints leak.
+    """
+    try:
+        result = fn()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        progress.say(step, f"FAILED: {type(exc).__name__}: {exc}")
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "trace": traceback.format_exc(limit=6)}
+    return {"status": "succeeded", "error": None, **result}
+
+
+def failed(result: dict[str, Any] | None) -> bool:
+    return bool(result) and result.get("status") == "failed"

@@ -1,0 +1,22 @@
+"""Step `deploy-<model>`: make the model callable (an endpoint, a local server, or nothing to do)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.providers import get_provider
+from steps._common import context, failed, guarded
+
+
+def deploy(model: dict[str, Any], finetune_result: dict[str, Any] | None, run_root: str,
+           execution_id: str, cache_root: str | None = None) -> dict[str, Any]:
+    step = f"deploy-{model['name']}"
+    if failed(finetune_result):
+        return {"status": "failed", "error": f"not deployed: fine-tuning failed ({finetune_result['error']})",
+                "created": []}
+    ctx = context(step, run_root, cache_root, execution_id=execution_id)
+    provider = get_provider(model["provider"])
+    result = guarded(step, lambda: provider.deploy(model, finetune_result, ctx))
+    # a failed deploy may have created part of what it meant to; cleanup reads this list
+    result.setdefault("created", ctx.get("created", []))
+    return result

@@ -1,0 +1,14 @@
+"""Step `finetune-<model>`: train the model on its training data through its provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.providers import get_provider
+from steps._common import context, guarded
+
+
+def finetune(model: dict[str, Any], run_root: str, cache_root: str | None = None) -> dict[str, Any]:
+    step = f"finetune-{model['name']}"
+    ctx = context(step, run_root, cache_root, execution_id=None)
+    return guarded(step, lambda: get_provider(model["provider"]).finetune(model, ctx))

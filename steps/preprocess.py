@@ -1,0 +1,24 @@
+"""Step `preprocess`: read the dataset once, give every record an id, write dataset/processed.jsonl."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib import progress, storage
+
+
+def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str) -> dict[str, Any]:
+    uri = dataset_uri or dataset["uri"]
+    rows = storage.read_jsonl(uri)
+    if dataset.get("num_records"):
+        rows = rows[: dataset["num_records"]]
+    records = [
+        {"id": f"r{i:05d}", "model_input": row[dataset["model_input_key"]],
+         "target_output": row.get(dataset["target_output_key"])}
+        for i, row in enumerate(rows)
+        if dataset["model_input_key"] in row
+    ]
+    out = storage.join(run_root, "dataset", "processed.jsonl")
+    storage.write_jsonl(out, records)
+    progress.say("preprocess", f"{len(records)} records from {uri}")
+    return {"status": "succeeded", "uri": out, "records": len(records), "dataset_name": dataset["dataset_name"], "source": uri}
