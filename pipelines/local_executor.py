@@ -42,6 +42,7 @@ def _needs(step: Step) -> set[str]:
 
 
 def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> Any:
+    progress.say(step.name, "started")
     kwargs = {k: _value(v, results, params) for k, v in step.args.items()}
     args = [_value(v, results, params) for v in step.varargs]
     fn = _function(step.function)
@@ -77,7 +78,6 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
             for name, step in list(pending.items()):
                 if _needs(step) <= results.keys():
                     del pending[name]
-                    progress.say(name, "started")
                     running[pool.submit(_call, step, results, params)] = (name, time.perf_counter())
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:

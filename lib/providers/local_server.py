@@ -58,7 +58,7 @@ class Batcher:
                     for _, _, fut in group:
                         fut.set_exception(exc)
                     continue
-                for (_, _, fut), result in zip(group, results):
+                for (_, _, fut), result in zip(group, results, strict=False):
                     fut.set_result(result)
 
     def close(self) -> None:

@@ -1,0 +1,175 @@
+"""The local executor end to end, with the real local model (loaded once per test session)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_dataset
+
+from lib.providers import local as local_provider
+from lib.providers.local import LocalProvider
+from pipelines.build_pipeline import main
+
+LOCAL_MODEL = {"provider": "local", "model_id": "smollm2-135m-instruct"}
+
+
+@pytest.fixture(scope="session")
+def cache_root() -> str:
+    """The user's model cache: the conversion (~30 s) happens once per machine, not per test."""
+    import os
+
+    return os.path.expanduser("~/.cache/llm-eval-pipelines")
+
+
+def port_open(url: str) -> bool:
+    host, port = url.replace("http://", "").split(":")
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, int(port))) == 0
+
+
+def local_model_entry(name: str, prompt_template: str = "$model_input") -> dict:
+    return {"name": name, **LOCAL_MODEL,
+            "evaluation_config": {"output": "[0].generated_text", "content_template": "PROMPT_PLACEHOLDER",
+                                  "inference_parameters": {"max_new_tokens": 24},
+                                  "prompt_template": prompt_template}}
+
+
+def write_run_config(tmp_path: Path, models: list[dict], n: int = 5) -> Path:
+    write_dataset(tmp_path / "eval.jsonl", n)
+    config = {
+        "pipeline": {"name": "e2e"},
+        "dataset": {"dataset_name": "trivia", "input_data_location": "eval.jsonl",
+                    "model_input_key": "question", "target_output_key": "answer"},
+        "models": models,
+        "algorithms": [{"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"},
+                       {"algorithm": "QAAccuracy", "target_output_delimiter": "<OR>"}],
+        "selection": {"metric": "factual_knowledge", "direction": "max"},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump(
+        {"local": {"output_dir": str(tmp_path / "runs"), "max_workers": 2,
+                   "model_cache_dir": str(Path("~/.cache/llm-eval-pipelines").expanduser())}}))
+    return tmp_path / "config.yaml"
+
+
+def test_server_speaks_the_sagemaker_contract_and_batches(cache_root):
+    provider = LocalProvider()
+    model = {"name": "contract", **LOCAL_MODEL, "invoke": {}}
+    deployment = provider.deploy(model, None, {"cache_root": cache_root, "progress": lambda m: None})
+    url = deployment["endpoint_url"]
+    try:
+        with urllib.request.urlopen(url + "/ping", timeout=5) as r:
+            assert r.status == 200
+        answers: list = []
+
+        def ask(q: str) -> None:
+            body = json.dumps({"inputs": q, "parameters": {"max_new_tokens": 8}}).encode()
+            req = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                answers.append(json.loads(r.read()))
+
+        threads = [threading.Thread(target=ask, args=(f"What is {i} plus {i}?",)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(answers) == 6
+        assert all(isinstance(a[0]["generated_text"], str) and a[0]["details"]["generated_tokens"] > 0
+                   for a in answers)
+        endpoint = local_provider._RUNNING[deployment["endpoint_id"]]
+        assert max(endpoint.batcher.batches) > 1, "concurrent requests share one generate call"
+        bad = urllib.request.Request(url + "/invocations", data=b'{"inputs": 5}',
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(bad, timeout=10)
+        assert err.value.code == 400
+    finally:
+        result = provider.cleanup(model, deployment)
+    assert result["deleted"] == [deployment["endpoint_id"]]
+    assert not port_open(url)
+
+
+def test_end_to_end_two_models(tmp_path, capsys):
+    config = write_run_config(tmp_path, [
+        local_model_entry("plain"),
+        local_model_entry("answer-only", "Answer with only the name, word or number. $model_input")])
+    threads_before = {t.name for t in threading.enumerate()}
+    code = main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")])
+    assert code == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    models = summary["models"]
+    assert set(models) == {"plain", "answer-only"}
+    for m in models.values():
+        assert m["status"] == "succeeded" and m["records"] == 5
+        # two output-scored algorithms, one call per record (none at all when cached)
+        assert m["invocations"] + m["cache_hits"] == 5 and m["errors"] == 0
+        for scores in m["scores"].values():
+            assert all(0.0 <= v <= 1.0 for v in scores.values())
+        assert set(m["scores"]) == {"factual_knowledge", "qa_accuracy"}
+    fk = {name: m["scores"]["factual_knowledge"]["factual_knowledge"] for name, m in models.items()}
+    selection = json.loads((run / "selection.json").read_text())
+    assert selection["best"] == summary["selection"]["best"]
+    assert fk[selection["best"]] == max(fk.values())
+    registry = json.loads((run / "registry.json").read_text())
+    assert registry["model"] == selection["best"] and registry["version"] >= 1
+    assert registry["approval_status"] == "PendingManualApproval"
+    assert registry["metrics"]["factual_knowledge"]["factual_knowledge"] == fk[selection["best"]]
+    assert summary["registry"]["model"] == selection["best"]
+    report = (run / "report.html").read_text()
+    assert "plain" in report and "answer-only" in report
+    assert "<OR>" not in report, "model and dataset text is escaped"
+    for name in models:
+        assert (run / "models" / name / "outputs.jsonl").exists()
+        assert (run / "models" / name / "factual_knowledge.html").exists()
+        assert len((run / "models" / name / "factual_knowledge.jsonl").read_text().splitlines()) == 5
+    # nothing left running: no endpoint registered, no server thread alive
+    assert local_provider._RUNNING == {}
+    leftover = {t.name for t in threading.enumerate()} - threads_before
+    assert not [n for n in leftover if n.startswith(("endpoint-", "local-batcher"))]
+
+
+def test_a_failing_model_is_data_and_cleanup_still_runs(tmp_path):
+    config = write_run_config(tmp_path, [
+        local_model_entry("good"),
+        {"name": "broken", "provider": "plugin_providers.BrokenDeployProvider", "model_id": "x",
+         "evaluation_config": {"prompt_template": "$model_input"}}], n=3)
+    assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["models"]["broken"]["status"] == "failed"
+    assert "ResourceLimitExceeded" in summary["models"]["broken"]["error"]
+    assert summary["selection"]["best"] == "good"
+    assert "broken" in summary["selection"]["excluded"]
+    execution = json.loads((tmp_path / "run" / "execution.json").read_text())
+    assert execution["steps"]["cleanup-good"]["status"] == "succeeded"
+    assert local_provider._RUNNING == {}
+
+
+def test_finetune_trains_saves_and_is_reused(tmp_path, cache_root):
+    data = tmp_path / "train.jsonl"
+    write_dataset(data, 8)
+    model = {"name": "ft", **LOCAL_MODEL, "finetune": {
+        "train_data_uri": str(data), "validation_data_uri": None,
+        "parameters": {"max_steps": 2, "batch_size": 2, "method": "lora", "seed": 11}}}
+    ctx = {"cache_root": str(tmp_path / "cache"), "run_root": str(tmp_path / "run"), "progress": lambda m: None}
+    # the base model conversion comes from the shared cache: link it rather than convert again
+    from lib.providers import local_model
+
+    base = local_model.ensure_converted("smollm2-135m-instruct", cache_root)
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / base.name).symlink_to(base)
+    first = LocalProvider().finetune(model, ctx)
+    assert not first["reused"] and first["metrics"]["steps"] == 2
+    assert (Path(first["artifact"]) / "adapter_model.safetensors").exists()
+    second = LocalProvider().finetune(model, ctx)
+    assert second["reused"] and second["artifact_identity"] == first["artifact_identity"]
+    changed = {**model, "finetune": {**model["finetune"], "parameters": {**model["finetune"]["parameters"],
+                                                                         "max_steps": 3}}}
+    assert LocalProvider().finetune(changed, ctx)["artifact_identity"] != first["artifact_identity"]
