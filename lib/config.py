@@ -185,8 +185,9 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         try:
             jmespath.compile(ev["output"])
         except JMESPathError as exc:
+            reason = str(exc).splitlines()[0]
             raise doc.error(ev_where + ["output"],
-                            f"'{ev['output']}' is not a valid JMESPath expression ({str(exc).splitlines()[0]})") from None
+                            f"'{ev['output']}' is not a valid JMESPath expression ({reason})") from None
     ev["custom_attributes"] = _custom_attributes(ev.get("custom_attributes"))
     ev["inference_parameters"] = ev.get("inference_parameters") or {}
 
@@ -326,8 +327,9 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
     for i, model in enumerate(models):
         if model["creates_endpoint"] and model["provider"] != "local":
             if model["endpoint_name"] in endpoints:
+                other = endpoints[model["endpoint_name"]]
                 raise doc.error(["models", i, "endpoint_name"],
-                                f"endpoint '{model['endpoint_name']}' is also used by models[{endpoints[model['endpoint_name']]}]")
+                                f"endpoint '{model['endpoint_name']}' is also used by models[{other}]")
             endpoints[model["endpoint_name"]] = i
 
     algos = [_normalise_algorithm(doc, i, raw) for i, raw in enumerate(data["algorithms"])]

@@ -77,7 +77,8 @@ tr.best{background:#e7f7e7}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{co
 <th>records</th><th>calls</th><th>errors</th><th>p50 s</th><th>p95 s</th></tr>
 {% for row in leaderboard %}<tr class="{{ 'best' if row.name == s.selection.best else '' }}">
 <td>{{ loop.index }}</td><td>{{ row.name }}</td>
-<td class="{{ 'failed' if row.m.status != 'succeeded' else '' }}">{{ row.m.status }}{% if row.m.error %}: {{ row.m.error }}{% endif %}</td>
+<td class="{{ 'failed' if row.m.status != 'succeeded' else '' }}">{{ row.m.status }}
+{%- if row.m.error %}: {{ row.m.error }}{% endif %}</td>
 {% for m in metrics %}<td>{{ fmt(row.vals[m]) }}</td>{% endfor %}
 <td>{{ row.m.records }}</td><td>{{ row.m.invocations }}</td><td>{{ row.m.errors }}</td>
 <td>{{ fmt(row.m.latency_p50_s) }}</td><td>{{ fmt(row.m.latency_p95_s) }}</td></tr>{% endfor %}</table>

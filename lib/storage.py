@@ -56,6 +56,7 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared and served
     os.replace(tmp, path)
     return uri
 

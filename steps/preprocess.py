@@ -21,4 +21,5 @@ def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str) 
     out = storage.join(run_root, "dataset", "processed.jsonl")
     storage.write_jsonl(out, records)
     progress.say("preprocess", f"{len(records)} records from {uri}")
-    return {"status": "succeeded", "uri": out, "records": len(records), "dataset_name": dataset["dataset_name"], "source": uri}
+    return {"status": "succeeded", "uri": out, "records": len(records),
+            "dataset_name": dataset["dataset_name"], "source": uri}
