@@ -87,6 +87,22 @@ class Plan:
         return {"pipeline": self.pipeline, "steps": [s.to_dict() for s in self.steps], "levels": self.levels()}
 
 
+def call_arguments(step: Step, fn: Any, resolve: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments for ``fn``, each plan value passed through ``resolve``.
+
+    With varargs (select takes every evaluate result), everything goes positionally in the
+    function's parameter order: the SDK refuses pipeline variables nested in lists or dicts, so
+    several upstream results travel as separate arguments.
+    """
+    kwargs = {k: resolve(v) for k, v in step.args.items()}
+    if not step.varargs:
+        return [], kwargs
+    import inspect
+
+    names = [p for p in inspect.signature(fn).parameters if p in kwargs]
+    return [kwargs[n] for n in names] + [resolve(v) for v in step.varargs], {}
+
+
 def _compute(settings: dict[str, Any], kind: str, model: dict | None = None) -> dict[str, Any]:
     sm = settings["sagemaker"]
     instance_type = sm["instance_types"].get(kind, sm["step_instance_type"])
@@ -105,7 +121,8 @@ def build_plan(config: RunConfig) -> Plan:
     steps: list[Step] = [
         Step(
             "preprocess", "preprocess", "steps.preprocess:preprocess",
-            {"dataset": ev["dataset"], "dataset_uri": Param("dataset_uri"), "run_root": run_root},
+            {"dataset": ev["dataset"], "dataset_uri": Param("dataset_uri"), "run_root": run_root,
+             "execution_id": Param("execution_id")},
             [], compute=_compute(settings, "preprocess"),
             description=f"Prepare the {ev['dataset']['dataset_name']} dataset for evaluation",
         )
@@ -118,7 +135,8 @@ def build_plan(config: RunConfig) -> Plan:
         if model["finetune"]:
             steps.append(Step(
                 f"finetune-{name}", "finetune", "steps.finetune:finetune",
-                {"model": model, "run_root": run_root, "cache_root": Param("cache_root")}, [], model=name,
+                {"model": model, "run_root": run_root, "cache_root": Param("cache_root"),
+                 "execution_id": Param("execution_id")}, [], model=name,
                 compute=_compute(settings, "finetune", model),
                 description=f"Fine-tune {model['model_id']} for {name}",
             ))
@@ -134,7 +152,8 @@ def build_plan(config: RunConfig) -> Plan:
         steps.append(Step(
             f"evaluate-{name}", "evaluate", "steps.evaluate:evaluate",
             {"model": model, "deployment": Ref(f"deploy-{name}"), "dataset": Ref("preprocess"),
-             "algorithms": ev["algorithms"], "run_root": run_root, "cache_root": Param("cache_root")},
+             "algorithms": ev["algorithms"], "run_root": run_root, "cache_root": Param("cache_root"),
+             "execution_id": Param("execution_id")},
             ["preprocess", f"deploy-{name}"], model=name, compute=_compute(settings, "evaluate"),
             description=f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200],
         ))

@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 
+def run_root(template: str, execution_id: str | None) -> str:
+    """The run's root. In a SageMaker pipeline the execution id is known only inside the job (the SDK
+    refuses a Join as a step argument), so the root arrives as a template with ``{execution_id}``."""
+    return template.replace("{execution_id}", execution_id or "")
+
+
 def join(root: str, *parts: str) -> str:
     if root.startswith("s3://"):
         return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])

@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # AWS refusing a call (credentials, permissions, quotas) is not a bug: say what AWS said
+        if type(exc).__module__.startswith(("botocore", "boto3")):
+            print(f"error: AWS refused the call: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
+        raise
 
 
 
@@ -166,7 +172,13 @@ def _register_run(sub, add_config_args) -> None:
     p.set_defaults(func=cmd_run)
 
 
-_EXTRA_COMMANDS.append(_register_run)
+def _register_sagemaker(sub, add_config_args) -> None:
+    from pipelines.sagemaker_cli import register
+
+    register(sub, add_config_args)
+
+
+_EXTRA_COMMANDS.extend([_register_run, _register_sagemaker])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from lib import progress, storage
-from lib.plan import Param, Plan, Ref, Step
+from lib.plan import Param, Plan, Ref, Step, call_arguments
 
 
 def new_execution_id() -> str:
@@ -43,15 +43,9 @@ def _needs(step: Step) -> set[str]:
 
 def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> Any:
     progress.say(step.name, "started")
-    kwargs = {k: _value(v, results, params) for k, v in step.args.items()}
-    args = [_value(v, results, params) for v in step.varargs]
     fn = _function(step.function)
-    if args:  # select(selection, ..., *evaluations): keyword arguments first, in order
-        import inspect
-
-        names = [p for p in inspect.signature(fn).parameters if p in kwargs]
-        return fn(*[kwargs[n] for n in names], *args)
-    return fn(**kwargs)
+    args, kwargs = call_arguments(step, fn, lambda v: _value(v, results, params))
+    return fn(*args, **kwargs)
 
 
 def configure_threads(max_workers: int) -> None:

@@ -13,8 +13,10 @@ from steps._common import failed, guarded
 
 
 def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
-             algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None) -> dict[str, Any]:
+             algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
+             execution_id: str | None = None) -> dict[str, Any]:
     step = f"evaluate-{model['name']}"
+    run_root = storage.run_root(run_root, execution_id)
     if failed(deployment):
         return {"status": "failed", "error": f"not evaluated: {deployment['error']}", "model": model["name"]}
     if failed(dataset):
@@ -67,4 +69,6 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         say(f"{algorithm['name']}: {shown}")
     return {"model": model["name"], "provider": model["provider"], "model_id": model["model_id"],
             **stats.summary(), "scores": scores, "algorithm_errors": algorithm_errors, "notes": notes,
-            "outputs_uri": storage.join(model_dir, "outputs.jsonl")}
+            "outputs_uri": storage.join(model_dir, "outputs.jsonl"),
+            "deployment": {k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
+                           if deployment.get(k)}}

@@ -7,7 +7,9 @@ from typing import Any
 from lib import progress, storage
 
 
-def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str) -> dict[str, Any]:
+def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str,
+               execution_id: str | None = None) -> dict[str, Any]:
+    run_root = storage.run_root(run_root, execution_id)
     uri = dataset_uri or dataset["uri"]
     rows = storage.read_jsonl(uri)
     if dataset.get("num_records"):

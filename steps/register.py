@@ -27,6 +27,7 @@ def _local_register(record: dict[str, Any], run_root: str) -> dict[str, Any]:
 
 def register(registry: dict[str, Any], selection: dict[str, Any], pipeline: str, approval_status: str | None,
              run_root: str, execution_id: str) -> dict[str, Any]:
+    run_root = storage.run_root(run_root, execution_id)
     if failed(selection) or not selection.get("best"):
         record = {"status": "skipped", "error": None,
                   "reason": "no model was selected" if not failed(selection) else selection["error"]}
@@ -40,7 +41,7 @@ def register(registry: dict[str, Any], selection: dict[str, Any], pipeline: str,
             "metrics": candidate["scores"], "selection_metric": selection["metric"],
             "selection_value": selection["best_value"],
             "approval_status": approval_status or registry.get("approval_status", "PendingManualApproval"),
-            "pipeline": pipeline, "execution_id": execution_id,
+            "pipeline": pipeline, "execution_id": execution_id, "deployment": candidate.get("deployment") or {},
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         if run_root.startswith("s3://"):

@@ -26,6 +26,7 @@ def build_summary(pipeline: str, execution_id: str, evaluations: list[dict[str, 
 
 def select(selection: dict[str, Any], pipeline: str, execution_id: str, run_root: str,
            score_names: dict[str, list[str]], *evaluations: dict[str, Any]) -> dict[str, Any]:
+    run_root = storage.run_root(run_root, execution_id)
     chosen = choose(list(evaluations), selection["metric"], selection.get("direction", "max"), score_names)
     storage.write_json(storage.join(run_root, "selection.json"), chosen)
     summary = build_summary(pipeline, execution_id, list(evaluations), chosen)

@@ -1,0 +1,58 @@
+"""Provider `bedrock`: a Bedrock model through the Converse API. Nothing to deploy or delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib import aws
+from lib.invokers import Answer, PermanentError, TransientError
+from lib.providers.base import Provider
+
+_CONVERSE_PARAMS = {"max_new_tokens": "maxTokens", "max_tokens": "maxTokens", "temperature": "temperature",
+                    "top_p": "topP", "stop_sequences": "stopSequences"}
+
+
+class BedrockInvoker:
+    def __init__(self, model_id: str, invoke: dict[str, Any], region: str | None = None) -> None:
+        self.model_id, self.invoke, self.region = model_id, invoke, region
+        self._client = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    def request(self, prompt: str) -> dict[str, Any]:
+        params = self.invoke.get("inference_parameters") or {}
+        request: dict[str, Any] = {
+            "modelId": self.model_id,
+            "messages": [{"role": "user", "content": [{"text": prompt}]}],
+            "inferenceConfig": {_CONVERSE_PARAMS[k]: v for k, v in params.items() if k in _CONVERSE_PARAMS},
+        }
+        if self.invoke.get("system_prompt"):
+            request["system"] = [{"text": self.invoke["system_prompt"]}]
+        return request
+
+    def __call__(self, prompt: str) -> Answer:
+        if self._client is None:
+            self._client = aws.client("bedrock-runtime", self.region)
+        try:
+            response = self._client.converse(**self.request(prompt))
+        except Exception as exc:
+            code = aws.error_code(exc)
+            if code in aws.THROTTLING_CODES or not code:
+                raise TransientError(f"{code or type(exc).__name__}: {exc}") from None
+            raise PermanentError(f"{code}: {exc}") from None
+        text = "".join(part.get("text", "") for part in response["output"]["message"]["content"])
+        usage = response.get("usage") or {}
+        return Answer(text.strip(), usage.get("inputTokens"), usage.get("outputTokens"))
+
+
+class BedrockProvider(Provider):
+    name = "bedrock"
+    default_max_concurrency = 4
+
+    def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
+               context: dict[str, Any]) -> dict[str, Any]:
+        return {"created": [], "model_id": model["model_id"]}
+
+    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> BedrockInvoker:
+        return BedrockInvoker(model["model_id"], model["invoke"], model.get("region"))

@@ -1,0 +1,24 @@
+"""Provider `endpoint`: an endpoint that already exists. Nothing is deployed, nothing deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.providers.base import Provider
+from lib.providers.sagemaker_endpoints import SageMakerEndpointInvoker, describe_resources, endpoint_exists
+
+
+class EndpointProvider(Provider):
+    name = "endpoint"
+
+    def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
+               context: dict[str, Any]) -> dict[str, Any]:
+        if not endpoint_exists(model["endpoint_name"], model.get("region")):
+            raise ValueError(f"the endpoint '{model['endpoint_name']}' does not exist")
+        return {**describe_resources(model["endpoint_name"], model.get("region")), "created": [], "reused": True}
+
+    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> SageMakerEndpointInvoker:
+        return SageMakerEndpointInvoker(deployment["endpoint_name"], model["invoke"], model.get("region"))
+
+    def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
+        return f"endpoint|{model['endpoint_name']}|{deployment.get('model_data_url') or model['model_id']}"

@@ -1,0 +1,79 @@
+"""Provider `jumpstart` (the default): JumpStartModel to deploy, JumpStartEstimator to fine-tune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib import aws
+from lib.providers.huggingface import SageMakerEndpointProvider, role_arn, tags_for
+from lib.providers.sagemaker_endpoints import describe_resources
+
+
+def _session(model: dict[str, Any]):
+    import boto3
+    import sagemaker
+
+    return sagemaker.Session(boto3.Session(region_name=model.get("region")))
+
+
+def _accepts_eula(model: dict[str, Any]) -> bool:
+    return "accept_eula=true" in (model["invoke"].get("custom_attributes") or "").lower()
+
+
+class JumpStartProvider(SageMakerEndpointProvider):
+    name = "jumpstart"
+
+    def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        from sagemaker.jumpstart.estimator import JumpStartEstimator
+
+        ft = model["finetune"]
+        params = dict(ft["parameters"])
+        hyper = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()
+                 if k in ("epoch", "max_input_length", "instruction_tuned", "chat_dataset")}
+        hyper.update({k: str(v) for k, v in (params.get("hyperparameters") or {}).items()})
+        estimator = JumpStartEstimator(
+            model_id=model["model_id"], model_version=model["model_version"], role=role_arn(),
+            instance_type=params["instance_type"], instance_count=params["num_instances"],
+            hyperparameters=hyper, environment={"accept_eula": "true" if _accepts_eula(model) else "false"},
+            tags=tags_for(model, context), sagemaker_session=_session(model),
+        )
+        channels = {"training": ft["train_data_uri"]}
+        if ft.get("validation_data_uri"):
+            channels["validation"] = ft["validation_data_uri"]
+        estimator.fit(channels, wait=True, logs=False)
+        job = estimator.latest_training_job.name
+        return {"training_job_name": job, "model_data_url": estimator.model_data,
+                "artifact_identity": f"training-job:{job}"}
+
+    def create(self, model: dict[str, Any], finetuned: dict[str, Any] | None, context: dict[str, Any],
+               created: list[dict[str, str]]) -> dict[str, Any]:
+        name, dep = model["endpoint_name"], model["deployment"]
+        # The SDK names the model and endpoint config after the endpoint; record them before the call
+        # so a deploy that fails half-way still leaves cleanup their names (deleting a missing one is a no-op).
+        sm = aws.client("sagemaker", model.get("region"))
+        for kind, describe, key in (("model", "describe_model", "ModelName"),
+                                    ("endpoint-config", "describe_endpoint_config", "EndpointConfigName")):
+            try:
+                getattr(sm, describe)(**{key: name})
+                raise ValueError(f"a SageMaker {kind} named '{name}' already exists and is not ours; "
+                                 "choose another endpoint_name")
+            except sm.exceptions.ClientError:
+                pass
+        created.extend([{"type": "model", "id": name}, {"type": "endpoint-config", "id": name},
+                        {"type": "endpoint", "id": name}])
+        kwargs = dict(initial_instance_count=dep["num_instances"], instance_type=dep["instance_type"],
+                      endpoint_name=name, tags=tags_for(model, context), model_name=name)
+        if finetuned:
+            from sagemaker.jumpstart.estimator import JumpStartEstimator
+
+            est = JumpStartEstimator.attach(finetuned["training_job_name"], model_id=model["model_id"],
+                                            model_version=model["model_version"], sagemaker_session=_session(model))
+            est.deploy(**kwargs)
+        else:
+            from sagemaker.jumpstart.model import JumpStartModel
+
+            kwargs.pop("model_name")
+            JumpStartModel(model_id=model["model_id"], model_version=model["model_version"], role=role_arn(),
+                           name=name, sagemaker_session=_session(model)).deploy(
+                accept_eula=_accepts_eula(model), **kwargs)
+        return describe_resources(name, model.get("region"))

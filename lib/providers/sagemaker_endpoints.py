@@ -1,0 +1,111 @@
+"""SageMaker real-time endpoints: find, create (tagged, recording each resource as it is made),
+invoke, and delete only what a run created."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lib import aws
+from lib.invokers import Answer, PermanentError, TransientError, build_body, read_answer
+
+
+def endpoint_exists(name: str, region: str | None = None) -> bool:
+    """Describe the endpoint by name (no paging through list_endpoints can miss it)."""
+    sm = aws.client("sagemaker", region)
+    try:
+        sm.describe_endpoint(EndpointName=name)
+        return True
+    except sm.exceptions.ClientError as exc:
+        if aws.error_code(exc) in ("ValidationException", "ResourceNotFound"):
+            return False
+        raise
+
+
+def describe_resources(name: str, region: str | None = None) -> dict[str, Any]:
+    """Endpoint -> its config -> its models, with the first model's image and artifact."""
+    sm = aws.client("sagemaker", region)
+    endpoint = sm.describe_endpoint(EndpointName=name)
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    models = [v["ModelName"] for v in config.get("ProductionVariants", []) if v.get("ModelName")]
+    info: dict[str, Any] = {"endpoint_name": name, "endpoint_config_name": endpoint["EndpointConfigName"],
+                            "model_names": models}
+    if models:
+        container = sm.describe_model(ModelName=models[0]).get("PrimaryContainer", {})
+        info.update(image_uri=container.get("Image"), model_data_url=container.get("ModelDataUrl"))
+    return info
+
+
+def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: str, instance_count: int,
+                    tags: list[dict[str, str]], created: list[dict[str, str]], model_data_url: str | None = None,
+                    environment: dict[str, str] | None = None, region: str | None = None,
+                    wait: bool = True) -> dict[str, Any]:
+    """Model, endpoint config, endpoint; each is appended to ``created`` the moment it exists, so a
+    failure half-way still leaves cleanup the full list."""
+    sm = aws.client("sagemaker", region)
+    container: dict[str, Any] = {"Image": image_uri, "Environment": environment or {}}
+    if model_data_url:
+        container["ModelDataUrl"] = model_data_url
+    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=role_arn, Tags=tags)
+    created.append({"type": "model", "id": name})
+    sm.create_endpoint_config(EndpointConfigName=name, Tags=tags, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type,
+        "InitialInstanceCount": instance_count}])
+    created.append({"type": "endpoint-config", "id": name})
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
+    created.append({"type": "endpoint", "id": name})
+    if wait:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 30, "MaxAttempts": 120})
+    return {"endpoint_name": name, "image_uri": image_uri, "model_data_url": model_data_url}
+
+
+def delete_created(created: list[dict[str, str]], region: str | None = None) -> list[str]:
+    """Delete what the run recorded, endpoint first; a resource already gone is not an error."""
+    sm = aws.client("sagemaker", region)
+    order = {"endpoint": 0, "endpoint-config": 1, "model": 2}
+    calls = {"endpoint": ("delete_endpoint", "EndpointName"),
+             "endpoint-config": ("delete_endpoint_config", "EndpointConfigName"),
+             "model": ("delete_model", "ModelName")}
+    deleted = []
+    for item in sorted(created, key=lambda i: order.get(i["type"], 9)):
+        if item["type"] not in calls:
+            continue
+        method, key = calls[item["type"]]
+        try:
+            getattr(sm, method)(**{key: item["id"]})
+            deleted.append(f"{item['type']}:{item['id']}")
+        except sm.exceptions.ClientError as exc:
+            if aws.error_code(exc) not in ("ValidationException", "ResourceNotFound"):
+                raise
+    return deleted
+
+
+class SageMakerEndpointInvoker:
+    """invoke_endpoint with the model's content template and JMESPath output. Picklable: the client is
+    made on first use, per process."""
+
+    def __init__(self, endpoint_name: str, invoke: dict[str, Any], region: str | None = None) -> None:
+        self.endpoint_name, self.invoke, self.region = endpoint_name, invoke, region
+        self._client = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    def __call__(self, prompt: str) -> Answer:
+        if self._client is None:
+            self._client = aws.client("sagemaker-runtime", self.region)
+        kwargs: dict[str, Any] = {"EndpointName": self.endpoint_name, "ContentType": "application/json",
+                                  "Accept": "application/json", "Body": json.dumps(build_body(self.invoke, prompt))}
+        if self.invoke.get("custom_attributes"):
+            kwargs["CustomAttributes"] = self.invoke["custom_attributes"]
+        try:
+            response = self._client.invoke_endpoint(**kwargs)
+        except Exception as exc:
+            code = aws.error_code(exc)
+            status = getattr(exc, "response", {}).get("OriginalStatusCode") or 0
+            if code in aws.THROTTLING_CODES or status >= 500 or status == 429:
+                raise TransientError(f"{code or type(exc).__name__}: {exc}") from None
+            if code or hasattr(exc, "response"):
+                raise PermanentError(f"{code}: {exc}") from None
+            raise TransientError(f"{type(exc).__name__}: {exc}") from None  # connection trouble
+        return read_answer(self.invoke, json.loads(response["Body"].read()))

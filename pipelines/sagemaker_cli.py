@@ -1,0 +1,196 @@
+"""Subcommands that talk to SageMaker: definition, upsert, start, schedule, unschedule, cleanup.
+
+Each validates the configs first: no AWS call is made for a config that does not validate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lib.errors import UserError
+
+
+def _assemble(args: argparse.Namespace):
+    from pipelines.build_pipeline import _load
+    from pipelines.sagemaker_executor import build
+
+    cfg = _load(args)  # validation first: nothing below runs for a bad config
+    return cfg, build(cfg)
+
+
+def cmd_definition(args: argparse.Namespace) -> int:
+    _, assembly = _assemble(args)
+    text = json.dumps(json.loads(assembly.pipeline.definition()), indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        print(f"wrote {args.out} ({len(json.loads(text)['Steps'])} steps)")
+    else:
+        print(text)
+    return 0
+
+
+def upload_inputs(uploads: list[tuple[str, str]]) -> None:
+    from lib import storage
+
+    for local, uri in uploads:
+        storage.upload_file(local, uri)
+        print(f"uploaded {local} -> {uri}")
+
+
+def cmd_upsert(args: argparse.Namespace) -> int:
+    from pipelines.sagemaker_executor import parallelism
+
+    cfg, assembly = _assemble(args)
+    upload_inputs(assembly.uploads)
+    sm = cfg.settings["sagemaker"]
+    tags = [{"Key": k, "Value": v} for k, v in sm["tags"].items()] + [
+        {"Key": "llm-eval-pipelines:pipeline", "Value": cfg.pipeline_name}]
+    response = assembly.pipeline.upsert(role_arn=sm["role_arn"], description=cfg.evaluation["pipeline"]["description"]
+                                        or f"llm-eval-pipelines: {cfg.pipeline_name}", tags=tags,
+                                        parallelism_config=parallelism(cfg.settings))
+    print(f"upserted {response['PipelineArn']}")
+    return 0
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param '{pair}': expected NAME=VALUE, e.g. EvaluateInstanceType=ml.g5.4xlarge")
+        out[key] = value
+    return out
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from pipelines.sagemaker_executor import parallelism
+
+    cfg, assembly = _assemble(args)
+    params = parse_params(args.param)
+    known = {p.name for p in assembly.pipeline.parameters}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise UserError(f"--param {unknown[0]}: the pipeline has no such parameter; it has {', '.join(sorted(known))}")
+    execution = assembly.pipeline.start(parameters=params or None, parallelism_config=parallelism(cfg.settings))
+    arn = execution.arn
+    print(f"started {arn}")
+    if args.wait:
+        return wait_for(execution, args.poll_seconds)
+    return 0
+
+
+def wait_for(execution: Any, poll_seconds: float) -> int:
+    """Print each step's status as it changes until the execution ends."""
+    seen: dict[str, str] = {}
+    while True:
+        try:
+            desc = execution.describe()
+        except Exception as exc:  # e.g. an emulator without DescribePipelineExecution
+            print(f"cannot follow the execution here ({type(exc).__name__}); see SageMaker Studio")
+            return 0
+        try:
+            for s in execution.list_steps():
+                name, status = s.get("StepName"), s.get("StepStatus")
+                if seen.get(name) != status:
+                    seen[name] = status
+                    reason = f" ({s['FailureReason']})" if s.get("FailureReason") else ""
+                    print(f"{time.strftime('%H:%M:%S')} {name:<32} {status}{reason}")
+        except Exception as exc:
+            if not seen:
+                print(f"step statuses are not available here ({type(exc).__name__}); polling the execution only")
+                seen["-"] = "-"
+        status = desc.get("PipelineExecutionStatus")
+        if status in ("Succeeded", "Failed", "Stopped"):
+            print(f"execution {status}")
+            return 0 if status == "Succeeded" else 1
+        time.sleep(poll_seconds)
+
+
+def schedule_name(pipeline: str) -> str:
+    return f"{pipeline}-schedule"[:64]
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from sagemaker.workflow.triggers import PipelineSchedule
+
+    from lib.config import validate_eventbridge_expression
+
+    expr = f"cron({args.cron})" if args.cron and not args.cron.startswith("cron(") else args.cron
+    expr = expr or (f"rate({args.rate})" if not args.rate.startswith("rate(") else args.rate)
+    problem = validate_eventbridge_expression(expr)
+    if problem:
+        raise UserError(f"'{expr}' is not a valid EventBridge schedule expression: {problem}")
+    cfg, assembly = _assemble(args)
+    inner = expr[expr.index("(") + 1:-1]
+    when = {"cron": inner} if expr.startswith("cron(") else {"rate": tuple(inner.split(" ", 1))}
+    trigger = PipelineSchedule(name=schedule_name(cfg.pipeline_name), enabled=True, **when)
+    arns = assembly.pipeline.put_triggers(triggers=[trigger], role_arn=args.scheduler_role or
+                                          cfg.settings["sagemaker"]["role_arn"])
+    print(f"scheduled {cfg.pipeline_name} {expr}: {', '.join(arns)}")
+    return 0
+
+
+def cmd_unschedule(args: argparse.Namespace) -> int:
+    cfg, assembly = _assemble(args)
+    assembly.pipeline.delete_triggers(trigger_names=[schedule_name(cfg.pipeline_name)])
+    print(f"removed the schedule of {cfg.pipeline_name}")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Delete endpoints, endpoint configs and models tagged with this pipeline (and execution)."""
+    from pipelines.build_pipeline import _load
+    from pipelines.cleanup_tagged import delete_tagged
+
+    cfg = _load(args)
+    deleted = delete_tagged(cfg.pipeline_name, args.execution_id, cfg.settings["sagemaker"].get("region"),
+                            dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print("\n".join(f"{verb} {d}" for d in deleted) or "nothing tagged with this pipeline is left")
+    return 0
+
+
+def register(sub: Any, add_config_args: Any) -> None:
+    p = sub.add_parser("definition", help="print or write the SageMaker pipeline definition (JSON)")
+    add_config_args(p)
+    p.add_argument("--out", help="write the definition here instead of printing it")
+    p.set_defaults(func=cmd_definition)
+
+    p = sub.add_parser("upsert", help="create or update the SageMaker pipeline (uploads local data first)")
+    add_config_args(p)
+    p.set_defaults(func=cmd_upsert)
+
+    p = sub.add_parser("start", help="start an execution of the upserted pipeline")
+    add_config_args(p)
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="override a pipeline parameter (DatasetUri, ModelApprovalStatus, EvaluateInstanceType, ...)")
+    p.add_argument("--wait", action="store_true", help="follow the execution, printing each step's status")
+    p.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("schedule", help="run the pipeline on an EventBridge schedule")
+    add_config_args(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--cron", help="e.g. '0 6 ? * MON *' (UTC)")
+    group.add_argument("--rate", help="e.g. '1 day'")
+    p.add_argument("--scheduler-role", help="role EventBridge Scheduler assumes (default: sagemaker.role_arn)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("unschedule", help="remove the pipeline's schedule")
+    add_config_args(p)
+    p.set_defaults(func=cmd_unschedule)
+
+    p = sub.add_parser("cleanup", help="delete SageMaker endpoints/configs/models this tool created and tagged")
+    add_config_args(p)
+    p.add_argument("--execution-id", help="only what this execution created")
+    p.add_argument("--dry-run", action="store_true", help="list, do not delete")
+    p.set_defaults(func=cmd_cleanup)
+
+
+if __name__ == "__main__":
+    sys.exit("run pipelines/build_pipeline.py")

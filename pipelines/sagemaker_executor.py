@@ -1,0 +1,190 @@
+"""Turn a plan into a SageMaker Pipeline of `@step` functions: the same step functions the local run
+calls, one training job each, a parallel branch per model.
+
+Settings travel as `@step` arguments, never through a SageMaker config file: with a config file
+present the SDK re-validates it at every lookup and a definition takes seconds per step.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib import aws
+from lib.config import RunConfig, is_remote_uri
+from lib.errors import UserError
+from lib.plan import KINDS, Param, Plan, Ref, build_plan, call_arguments
+
+INSTANCE_PARAM_KINDS = ("preprocess", "deploy", "evaluate", "select", "register", "cleanup")
+
+
+def quiet_sdk() -> None:
+    """The SDK prints INFO lines (config lookups, credentials) to stdout on import and on use."""
+    for name in ("sagemaker", "sagemaker.config", "botocore.credentials", "sagemaker.remote_function",
+                 "sagemaker.workflow.utilities"):
+        # the last one warns on every step that TrainingJobName is dropped, which is what we want
+        logging.getLogger(name).setLevel(logging.ERROR if name.endswith("utilities") else logging.WARNING)
+
+
+def param_name(kind: str) -> str:
+    return f"{kind.capitalize()}InstanceType"
+
+
+@dataclass
+class Assembly:
+    pipeline: Any
+    uploads: list[tuple[str, str]] = field(default_factory=list)  # (local path, s3 uri) to copy before upsert
+    root: str = ""
+
+
+def _session(settings: dict[str, Any]):
+    import boto3
+    import sagemaker
+
+    sm = settings["sagemaker"]
+    boto_session = boto3.Session(region_name=sm.get("region") or os.environ.get("AWS_DEFAULT_REGION"))
+    return sagemaker.Session(boto_session=boto_session, default_bucket=sm.get("bucket"),
+                             default_bucket_prefix=sm.get("prefix") or None)
+
+
+def _remote_copy(cfg: RunConfig, root: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The evaluation config with local data paths replaced by S3 URIs, and the uploads that implies."""
+    import copy
+
+    ev = copy.deepcopy(cfg.evaluation)
+    uploads: list[tuple[str, str]] = []
+
+    def remote(path: str, name: str) -> str:
+        if is_remote_uri(path):
+            return path
+        if Path(path).is_dir():
+            uri = f"{root}/inputs/{name}"
+            for f in sorted(Path(path).iterdir()):
+                if f.is_file():
+                    uploads.append((str(f), f"{uri}/{f.name}"))
+            return uri
+        uri = f"{root}/inputs/{name}/{Path(path).name}"
+        uploads.append((path, uri))
+        return uri
+
+    ev["dataset"]["uri"] = remote(ev["dataset"]["uri"], "dataset")
+    for model in ev["models"]:
+        if model["provider"] == "local":
+            raise UserError(f"{cfg.config_path}: models '{model['name']}' uses provider 'local', which runs "
+                            "only on this machine (`run`); give it a SageMaker provider to build a pipeline")
+        ft = model["finetune"]
+        if ft:
+            ft["train_data_uri"] = remote(ft["train_data_uri"], f"{model['name']}/train")
+            if ft.get("validation_data_uri"):
+                ft["validation_data_uri"] = remote(ft["validation_data_uri"], f"{model['name']}/validation")
+    return ev, uploads
+
+
+def build(cfg: RunConfig, session: Any = None) -> Assembly:
+    """The SageMaker Pipeline object for ``cfg`` (nothing is created in AWS; the SDK uploads the
+    serialized step functions to S3 when the definition is rendered)."""
+    quiet_sdk()
+    from sagemaker.workflow.execution_variables import ExecutionVariables
+    from sagemaker.workflow.function_step import step
+    from sagemaker.workflow.parameters import ParameterString
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.retry import (
+        SageMakerJobExceptionTypeEnum,
+        SageMakerJobStepRetryPolicy,
+        StepExceptionTypeEnum,
+        StepRetryPolicy,
+    )
+
+    quiet_sdk()  # again: the SDK resets its loggers' levels when its modules load
+    sm = cfg.settings["sagemaker"]
+    where = cfg.pipeline_config_path or "pipeline_config.yaml"
+    if not sm.get("role_arn"):
+        raise UserError(f"{where}: sagemaker.role_arn is required to build a SageMaker pipeline "
+                        "(the IAM role the steps run as)")
+    if not sm.get("image_uri"):
+        raise UserError(f"{where}: sagemaker.image_uri is required: the SDK has no default image for Python "
+                        "3.11; build and push ours with `make image` (see README)")
+    session = session or _session(cfg.settings)
+    bucket = sm.get("bucket") or session.default_bucket()
+    prefix = (sm.get("prefix") or "").strip("/")
+    root = "/".join(p for p in (f"s3://{bucket}", prefix, cfg.pipeline_name) if p)
+    evaluation, uploads = _remote_copy(cfg, root)
+    remote_cfg = RunConfig(evaluation, cfg.settings, cfg.config_path, cfg.pipeline_config_path)
+    plan: Plan = build_plan(remote_cfg)
+
+    parameters = {
+        "dataset_uri": ParameterString("DatasetUri", default_value=evaluation["dataset"]["uri"]),
+        "model_approval_status": ParameterString("ModelApprovalStatus", default_value=sm["model_approval_status"]),
+    }
+    instance_params = {
+        kind: ParameterString(param_name(kind),
+                              default_value=sm["instance_types"].get(kind, sm["step_instance_type"]))
+        for kind in INSTANCE_PARAM_KINDS
+    }
+    values = {"run_root": f"{root}/runs/{{execution_id}}", "cache_root": f"{root}/cache",
+              "execution_id": ExecutionVariables.PIPELINE_EXECUTION_ID, **parameters}
+    env = {"LLM_EVAL_OFFLINE": "0", "LLM_EVAL_ROLE_ARN": sm["role_arn"], **sm.get("environment", {})}
+    if sm.get("region"):
+        env["AWS_DEFAULT_REGION"] = sm["region"]
+    tags = [{"Key": k, "Value": v} for k, v in sm["tags"].items()] + aws.resource_tags(cfg.pipeline_name)
+    retries = []
+    if sm["max_retries"]:
+        retries = [
+            StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
+                            max_attempts=sm["max_retries"], interval_seconds=10, backoff_rate=2.0),
+            SageMakerJobStepRetryPolicy(
+                exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                                 SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+                                 SageMakerJobExceptionTypeEnum.INTERNAL_ERROR],
+                max_attempts=sm["max_retries"], interval_seconds=60, backoff_rate=2.0),
+        ]
+
+    delayed: dict[str, Any] = {}
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, Ref):
+            return delayed[value.step]
+        if isinstance(value, Param):
+            return values[value.name]
+        return value
+
+    for s in plan.steps:
+        module, _, fn_name = s.function.partition(":")
+        fn = getattr(importlib.import_module(module), fn_name)
+        instance_type = (s.compute["instance_type"] if s.kind == "finetune" else instance_params[s.kind])
+        decorated = step(
+            fn, name=s.name, display_name=s.name, description=s.description or s.kind,
+            retry_policies=retries or None, environment_variables=env, image_uri=sm["image_uri"],
+            instance_type=instance_type, keep_alive_period_in_seconds=s.compute.get("keep_alive_period_in_seconds", 0),
+            role=sm["role_arn"], security_group_ids=sm.get("subnets") and sm.get("security_group_ids") or None,
+            subnets=sm.get("subnets") or None, tags=tags, volume_kms_key=sm.get("kms_key"),
+            volume_size=sm["volume_size"],
+        )
+        args, kwargs = call_arguments(s, fn, resolve)
+        delayed[s.name] = decorated(*args, **kwargs)
+        refs = {v.step for v in s.args.values() if isinstance(v, Ref)} | {v.step for v in s.varargs}
+        extra = [d for d in s.depends_on if d not in refs]
+        if extra:
+            from sagemaker.workflow.utilities import get_step
+
+            get_step(delayed[s.name]).add_depends_on([delayed[d] for d in extra])
+
+    pipeline = Pipeline(
+        name=cfg.pipeline_name,
+        parameters=[*parameters.values(), *instance_params.values()],
+        steps=list(delayed.values()),
+        sagemaker_session=session,
+    )
+    return Assembly(pipeline, uploads, root)
+
+
+def parallelism(settings: dict[str, Any]) -> dict[str, int]:
+    # a dict, not ParallelismConfiguration: the SDK's object form fails its own request validation
+    return {"MaxParallelExecutionSteps": settings["sagemaker"]["max_parallel_steps"]}
+
+
+assert set(INSTANCE_PARAM_KINDS) | {"finetune"} == set(KINDS)
