@@ -1,0 +1,157 @@
+"""The step functions against moto: deploy reuse, own-only cleanup, failures, the model registry."""
+# (moto knows only older instance types, so these tests use ml.g4dn.xlarge)
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+moto = pytest.importorskip("moto")
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+@pytest.fixture
+def sm(monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "LLM_EVAL_ROLE_ARN": ROLE}.items():
+        monkeypatch.setenv(key, value)
+    with moto.mock_aws():
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="runs")
+        yield boto3.client("sagemaker")
+
+
+def existing_endpoint(sm, name: str) -> None:
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img:1"})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g4dn.xlarge", "InitialInstanceCount": 1}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+
+def model_entry(name: str, provider: str = "huggingface", endpoint: str | None = None) -> dict:
+    return {"name": name, "provider": provider, "model_id": "tiiuae/falcon-7b", "model_version": "*",
+            "endpoint_name": endpoint or f"llm-eval-{name}", "region": "us-east-1", "pipeline": "p",
+            "deployment": {"instance_type": "ml.g4dn.xlarge", "num_instances": 1, "image_uri": "tgi:1"},
+            "invoke": {"output": "[0].generated_text", "content_template": "PROMPT_PLACEHOLDER",
+                       "prompt_template": "$model_input"}, "finetune": None}
+
+
+def endpoint_names(sm) -> set[str]:
+    return {e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]}
+
+
+def test_deploy_reuses_an_existing_endpoint_and_cleanup_leaves_it(sm, tmp_path):
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    existing_endpoint(sm, "shared-endpoint")
+    model = model_entry("a", endpoint="shared-endpoint")
+    result = deploy(model, None, str(tmp_path), "exec-1")
+    assert result["status"] == "succeeded" and result["reused"] and result["created"] == []
+    assert result["image_uri"] == "img:1"
+    assert cleanup(model, result, {})["deleted"] == []
+    assert "shared-endpoint" in endpoint_names(sm)
+
+
+def test_deploy_creates_tagged_resources_and_cleanup_removes_only_those(sm, tmp_path):
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    existing_endpoint(sm, "someone-elses")
+    model = model_entry("b")
+    result = deploy(model, None, str(tmp_path), "exec-2")
+    assert result["status"] == "succeeded" and not result["reused"]
+    assert {c["type"] for c in result["created"]} == {"model", "endpoint-config", "endpoint"}
+    arn = sm.describe_endpoint(EndpointName="llm-eval-b")["EndpointArn"]
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags == {"llm-eval-pipelines:pipeline": "p", "llm-eval-pipelines:execution": "exec-2",
+                    "llm-eval-pipelines:model": "b"}
+    done = cleanup(model, result, {})
+    assert sorted(done["deleted"]) == ["endpoint-config:llm-eval-b", "endpoint:llm-eval-b", "model:llm-eval-b"]
+    assert endpoint_names(sm) == {"someone-elses"}
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["someone-elses"]
+
+
+def test_a_deploy_failing_half_way_is_data_and_cleanup_removes_its_part(sm, tmp_path):
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    # moto rejects ml.g5 at CreateEndpointConfig, as AWS rejects a type a region lacks: the model
+    # exists by then, the config and endpoint never do
+    model = model_entry("c")
+    model["deployment"]["instance_type"] = "ml.g5.48xlarge"
+    result = deploy(model, None, str(tmp_path), "exec-3")
+    assert result["status"] == "failed" and "instanceType" in result["error"]
+    assert result["created"] == [{"type": "model", "id": "llm-eval-c"}]
+    assert cleanup(model, result, {})["deleted"] == ["model:llm-eval-c"]
+    assert sm.list_models()["Models"] == [] and endpoint_names(sm) == set()
+
+
+def test_evaluate_of_a_failed_deploy_is_failed_not_raised(sm, tmp_path):
+    from steps.evaluate import evaluate
+
+    result = evaluate(model_entry("d"), {"status": "failed", "error": "no capacity", "created": []},
+                      {"status": "succeeded", "uri": "unused"}, [], str(tmp_path))
+    assert result["status"] == "failed" and "no capacity" in result["error"]
+
+
+def selection_for(best: str) -> dict:
+    return {"status": "succeeded", "best": best, "best_value": 0.61, "metric": "factual_knowledge",
+            "candidates": {best: {"model_id": "tiiuae/falcon-7b", "provider": "huggingface",
+                                  "scores": {"factual_knowledge": {"factual_knowledge": 0.61,
+                                                                   "factual_knowledge_quasi_exact": 0.64}},
+                                  "deployment": {"image_uri": "tgi:1", "model_data_url": "s3://runs/model.tar.gz"}}}}
+
+
+def test_register_creates_group_and_package_with_metrics(sm):
+    import boto3
+
+    from lib import storage
+    from steps.register import register
+
+    root = "s3://runs/p/runs/{execution_id}"
+    storage.write_json("s3://runs/p/runs/exec-4/summary.json", {"pipeline": "p", "execution_id": "exec-4",
+                                                                 "models": {}, "selection": {"metric": "x"}})
+    registry = {"model_package_group_name": "trivia-models", "model_package_group_description": "d"}
+    record = register(registry, selection_for("falcon"), "p", "Approved", root, "exec-4")
+    assert record["status"] == "succeeded" and record["version"] == 1 and record["created_group"]
+    package = sm.describe_model_package(ModelPackageName=record["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["CustomerMetadataProperties"]["factual_knowledge.factual_knowledge"] == "0.61"
+    assert package["CustomerMetadataProperties"]["execution_id"] == "exec-4"
+    metrics_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    assert json.loads(storage.read_text(metrics_uri))["metrics"]["factual_knowledge"]["factual_knowledge"] == 0.61
+    group_arn = sm.describe_model_package_group(ModelPackageGroupName="trivia-models")["ModelPackageGroupArn"]
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=group_arn)["Tags"]}
+    assert tags["llm-eval-pipelines:pipeline"] == "p"
+    summary = storage.read_json("s3://runs/p/runs/exec-4/summary.json")
+    assert summary["registry"]["model_package_arn"] == record["model_package_arn"]
+    assert storage.exists("s3://runs/p/runs/exec-4/registry.json")
+    assert boto3.client("s3").head_object(Bucket="runs", Key="p/runs/exec-4/report.html")
+    again = register(registry, selection_for("falcon"), "p", None, root, "exec-5")
+    assert again["version"] == 2 and not again["created_group"]
+    assert again["approval_status"] == "PendingManualApproval"
+
+
+def test_register_without_a_winner_is_skipped(sm, tmp_path):
+    from steps.register import register
+
+    record = register({"model_package_group_name": "g"}, {"status": "succeeded", "best": None}, "p", None,
+                      str(tmp_path), "e")
+    assert record["status"] == "skipped"
+    assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+def test_cleanup_command_finds_resources_by_tag(sm, tmp_path):
+    from pipelines.cleanup_tagged import delete_tagged
+    from steps.deploy import deploy
+
+    deploy(model_entry("e"), None, str(tmp_path), "exec-6")
+    existing_endpoint(sm, "untagged")
+    assert delete_tagged("p", "other-execution") == []
+    deleted = delete_tagged("p", "exec-6")
+    assert sorted(deleted) == ["endpoint-config:llm-eval-e", "endpoint:llm-eval-e", "model:llm-eval-e"]
+    assert endpoint_names(sm) == {"untagged"}
