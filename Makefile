@@ -44,8 +44,9 @@ bench: $(STAMP) ## measure speed; writes bench/results.json
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
-image: ## build the SageMaker step image (needs a Docker engine)
-	docker build -t llm-eval-pipelines:latest .
+IMAGE ?= llm-eval-pipelines:latest
+image: ## build the SageMaker step image IMAGE (needs a Docker engine)
+	docker build -t $(IMAGE) .
 
 clean: ## remove runs/ and the virtualenv
 	rm -rf runs $(VENV)
