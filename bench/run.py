@@ -32,11 +32,11 @@ def bench_engine(records: int | None) -> dict:
     fmeval_offline.prepare()
     from fmeval.data_loaders.data_config import DataConfig
     from fmeval.eval_algorithms.helper_models import helper_model
-    from fmeval.model_runners.model_runner import ModelRunner
 
     from lib.config import load_config
     from lib.evaluation import invoke_records
     from lib.invokers import HttpInvoker
+    from lib.model_algorithms import runner_class
     from lib.providers import local as local_provider
     from lib.scoring import score_outputs
     from pipelines.local_executor import configure_threads
@@ -47,17 +47,6 @@ def bench_engine(records: int | None) -> dict:
     # The naive side cannot reach BERTScore's model offline; give it a free BERTScore so it can run
     # at all. This only makes the naive figure faster than it would be, never ours.
     helper_model.BertscoreHelperModel.get_helper_scores = lambda self, target, output: 0.0
-
-    class HttpRunner(ModelRunner):  # what the sample does with a JumpStart endpoint, over HTTP
-        def __init__(self, url: str, invoke: dict) -> None:
-            super().__init__(content_template=None, output=None)
-            self.url, self.invoke = url, invoke
-
-        def predict(self, prompt: str):
-            return HttpInvoker(self.url, self.invoke)(prompt).text, None
-
-        def __reduce__(self):
-            return self.__class__, (self.url, self.invoke)
 
     configure_threads(1)
     cfg = load_config(ROOT / "evaluation_config.yaml")
@@ -90,9 +79,11 @@ def bench_engine(records: int | None) -> dict:
             for a in ev["algorithms"]:
                 module = __import__(a["module"], fromlist=[a["name"]])
                 algo = getattr(module, a["name"])(getattr(module, a["config_class"])(**a["options"]))
-                config = DataConfig(dataset_name="bench", dataset_uri=data["uri"], dataset_mime_type="application/jsonlines",
-                                    model_input_location="model_input", target_output_location="target_output")
-                result = algo.evaluate(model=HttpRunner(dep["endpoint_url"], model["invoke"]), dataset_config=config,
+                config = DataConfig(dataset_name="bench", dataset_uri=data["uri"],
+                                    dataset_mime_type="application/jsonlines", model_input_location="model_input",
+                                    target_output_location="target_output")
+                runner = runner_class()(HttpInvoker(dep["endpoint_url"], model["invoke"]))
+                result = algo.evaluate(model=runner, dataset_config=config,
                                        prompt_template=model["invoke"]["prompt_template"],
                                        num_records=len(rows_in), save=False)
                 naive_scores[a["eval_name"]] = {s.name: s.value for s in result[0].dataset_scores}

@@ -3,7 +3,6 @@ model package with the evaluation as ModelMetrics in S3, customer metadata and a
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lib import aws, storage

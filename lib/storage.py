@@ -95,6 +95,16 @@ def write_jsonl(uri: str, rows: Iterable[dict]) -> str:
     return write_text(uri, "".join(json.dumps(r, default=str) + "\n" for r in rows), "application/jsonlines")
 
 
+def local_copy(uri: str) -> str:
+    """A local path holding ``uri``'s content (the file itself when it is local)."""
+    if not uri.startswith("s3://"):
+        return uri
+    fd, tmp = tempfile.mkstemp(suffix=Path(uri).suffix)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(read_bytes(uri))
+    return tmp
+
+
 def upload_file(local: str | Path, uri: str) -> str:
     if uri.startswith("s3://"):
         client, bucket, key = _s3(uri)

@@ -182,4 +182,13 @@ _EXTRA_COMMANDS.extend([_register_run, _register_sagemaker])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        # Ctrl-C: every endpoint is already stopped; do not wait for a worker thread still inside a
+        # long generate or training step (the interpreter would join it at exit)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import os
+
+        os._exit(code)
+    sys.exit(code)

@@ -160,7 +160,7 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
             fn, name=s.name, display_name=s.name, description=s.description or s.kind,
             retry_policies=retries or None, environment_variables=env, image_uri=sm["image_uri"],
             instance_type=instance_type, keep_alive_period_in_seconds=s.compute.get("keep_alive_period_in_seconds", 0),
-            role=sm["role_arn"], security_group_ids=sm.get("subnets") and sm.get("security_group_ids") or None,
+            role=sm["role_arn"], security_group_ids=sm.get("security_group_ids") or None,
             subnets=sm.get("subnets") or None, tags=tags, volume_kms_key=sm.get("kms_key"),
             volume_size=sm["volume_size"],
         )

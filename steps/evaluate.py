@@ -50,18 +50,21 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     notes: dict[str, list[str]] = {}
     for algorithm in algorithms:
         if algorithm["needs_model"]:
-            algorithm_errors[algorithm["eval_name"]] = (
-                f"{algorithm['name']} perturbs prompts and calls the model itself; this release scores "
-                "output-only algorithms")
-            continue
-        result = score_outputs(algorithm, rows)
+            from lib.model_algorithms import evaluate_with_model
+
+            local_data = storage.local_copy(dataset["uri"])
+            result = evaluate_with_model(algorithm, provider.invoker(model, deployment), local_data,
+                                         dataset["dataset_name"], invoke["prompt_template"], len(records))
+        else:
+            result = score_outputs(algorithm, rows)
         if result["error"]:
             algorithm_errors[algorithm["eval_name"]] = result["error"]
             say(f"{algorithm['name']}: not scored: {result['error']}")
             continue
         scores[algorithm["eval_name"]] = result["scores"]
         notes[algorithm["eval_name"]] = result["notes"]
-        storage.write_jsonl(storage.join(model_dir, f"{algorithm['eval_name']}.jsonl"), result["per_record"])
+        if result["per_record"]:
+            storage.write_jsonl(storage.join(model_dir, f"{algorithm['eval_name']}.jsonl"), result["per_record"])
         storage.write_text(storage.join(model_dir, f"{algorithm['eval_name']}.html"),
                            reports.algorithm_html(model["name"], dataset["dataset_name"], algorithm, result,
                                                   invoke["prompt_template"], rows), "text/html; charset=utf-8")

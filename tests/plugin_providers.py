@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lib.providers.base import Provider
+from lib.providers.local import LocalProvider
 
 
 class BrokenDeployProvider(Provider):
@@ -12,3 +13,27 @@ class BrokenDeployProvider(Provider):
 
     def deploy(self, model, finetuned, context):
         raise RuntimeError("ResourceLimitExceeded: no ml.g5.2xlarge capacity")
+
+
+class InterruptedProvider(LocalProvider):
+    """A real local endpoint whose evaluation is interrupted, as by Ctrl-C, after the first record."""
+
+    name = "interrupted"
+    deployed: list[str] = []  # endpoint URLs, so a test can check they are closed afterwards
+
+    def deploy(self, model, finetuned, context):
+        result = super().deploy(model, finetuned, context)
+        InterruptedProvider.deployed.append(result["endpoint_url"])
+        return result
+
+    def invoker(self, model, deployment):
+        inner = super().invoker(model, deployment)
+        calls = []
+
+        def invoke(prompt):
+            if calls:
+                raise KeyboardInterrupt
+            calls.append(prompt)
+            return inner(prompt)
+
+        return invoke

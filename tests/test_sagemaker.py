@@ -98,8 +98,8 @@ def test_hybrid_sample_definition_validates_and_uploads_its_data(aws, hybrid):
     names = steps_by_name(definition)
     assert "finetune-llama2-7b-finetuned" in names
     uploaded = {uri for _, uri in assembly.uploads}
-    assert "s3://llm-eval-test/pipelines/llm-evaluation-multi-models-hybrid/inputs/dataset/evaluation_dataset_trivia.jsonl" \
-        in uploaded
+    root = "s3://llm-eval-test/pipelines/llm-evaluation-multi-models-hybrid"
+    assert f"{root}/inputs/dataset/evaluation_dataset_trivia.jsonl" in uploaded
     assert any("/inputs/llama2-7b-finetuned/train/" in uri for uri in uploaded)
 
 

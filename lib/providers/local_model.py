@@ -98,7 +98,7 @@ class LocalLM:
 
         self.path = str(path)
         self.tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(self.path))
-        model = AutoModelForCausalLM.from_pretrained(self.path, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
         if adapter:
             from peft import PeftModel
 

@@ -1,0 +1,57 @@
+"""Algorithms that must call the model themselves (semantic robustness perturbs each prompt and asks
+again): fmeval's `evaluate()` with a ModelRunner over the provider's invoker."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lib import fmeval_offline
+
+
+def runner_class():
+    from fmeval.model_runners.model_runner import ModelRunner
+
+    class InvokerRunner(ModelRunner):
+        """fmeval's view of our invoker. Picklable (Ray ships it to its workers): no locks, no clients."""
+
+        def __init__(self, invoker: Any) -> None:
+            # fmeval's base __init__ builds a request composer we do not use
+            self.invoker = invoker
+
+        def predict(self, prompt: str):
+            return self.invoker(prompt).text, None  # no log-probabilities: PromptStereotyping cannot run
+
+        def __reduce__(self):
+            return self.__class__, (self.invoker,)
+
+    return InvokerRunner
+
+
+def evaluate_with_model(algorithm: dict[str, Any], invoker: Any, dataset_uri: str, dataset_name: str,
+                        prompt_template: str, num_records: int) -> dict[str, Any]:
+    """Same result shape as `scoring.score_outputs`, without per-record rows."""
+    result: dict[str, Any] = {"eval_name": algorithm["eval_name"], "algorithm": algorithm["name"], "scores": {},
+                              "per_record": [], "error": None, "notes": ["scored by fmeval evaluate() with the model"]}
+    if algorithm["name"] == "PromptStereotyping":
+        result["error"] = "PromptStereotyping needs log-probabilities, which this provider's invoker does not return"
+        return result
+    fmeval_offline.prepare()
+    try:
+        from fmeval.data_loaders.data_config import DataConfig
+
+        module = importlib.import_module(algorithm["module"])
+        config_cls = getattr(module, algorithm["config_class"]) if algorithm.get("config_class") else None
+        cls = getattr(module, algorithm["name"])
+        algo = cls(config_cls(**algorithm["options"])) if config_cls else cls()
+        config = DataConfig(dataset_name=dataset_name, dataset_uri=dataset_uri,
+                            dataset_mime_type="application/jsonlines", model_input_location="model_input",
+                            target_output_location="target_output")
+        outputs = algo.evaluate(model=runner_class()(invoker), dataset_config=config,
+                                prompt_template=prompt_template, num_records=num_records, save=False)
+    except Exception as exc:  # unavailable offline, or the model failed throughout: data, not a crash
+        result["error"] = f"{algorithm['name']} could not run: {type(exc).__name__}: {str(exc)[:300]}"
+        return result
+    scores = outputs[0].dataset_scores or []
+    result["scores"] = {s.name: (None if s.value is None else round(float(s.value), 6)) for s in scores}
+    return result

@@ -1,0 +1,110 @@
+"""Providers' request shapes and error classes; examples validate; Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import ROOT
+
+from lib.config import load_config
+from lib.invokers import PermanentError, TransientError
+from lib.providers import get_provider
+from lib.providers.bedrock import BedrockInvoker
+from lib.providers.openai import OpenAIInvoker
+
+
+@pytest.mark.parametrize("name", ["jumpstart_multi_model.yaml", "bedrock.yaml"])
+def test_examples_validate(name):
+    cfg = load_config(ROOT / "examples" / name)
+    assert cfg.models
+
+
+def test_every_builtin_provider_loads():
+    for name in ("local", "jumpstart", "huggingface", "endpoint", "bedrock", "openai"):
+        assert get_provider(name).name == name
+
+
+def test_bedrock_converse_request():
+    invoker = BedrockInvoker("anthropic.claude-3-haiku", {"system_prompt": "Be brief.",
+                                                         "inference_parameters": {"max_new_tokens": 64,
+                                                                                  "temperature": 0}})
+    request = invoker.request("What is 2+2?")
+    assert request == {"modelId": "anthropic.claude-3-haiku",
+                       "messages": [{"role": "user", "content": [{"text": "What is 2+2?"}]}],
+                       "inferenceConfig": {"maxTokens": 64, "temperature": 0},
+                       "system": [{"text": "Be brief."}]}
+
+
+class FakeOpenAIServer:
+    """A stand-in for an OpenAI-compatible server: answers, or fails with a given status."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                       "body": json.loads(self.rfile.read(int(self.headers["Content-Length"])))})
+                body = json.dumps({"choices": [{"message": {"content": " Paris "}}],
+                                   "usage": {"prompt_tokens": 7, "completion_tokens": 1}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_openai_invoker(monkeypatch):
+    server = FakeOpenAIServer()
+    monkeypatch.setenv("MY_KEY", "sk-test")
+    try:
+        answer = OpenAIInvoker(server.url, "llama3", {"system_prompt": "Short.",
+                                                      "inference_parameters": {"max_new_tokens": 8}}, "MY_KEY")("Q?")
+    finally:
+        server.close()
+    assert answer.text == "Paris" and answer.prompt_tokens == 7 and answer.generated_tokens == 1
+    sent = server.requests[0]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
+    assert sent["body"] == {"model": "llama3", "max_tokens": 8, "messages": [
+        {"role": "system", "content": "Short."}, {"role": "user", "content": "Q?"}]}
+
+
+@pytest.mark.parametrize("status,error", [(429, TransientError), (503, TransientError), (400, PermanentError)])
+def test_openai_errors_are_classified(status, error):
+    server = FakeOpenAIServer(status)
+    try:
+        with pytest.raises(error):
+            OpenAIInvoker(server.url, "m", {}, None)("Q?")
+    finally:
+        server.close()
+
+
+def test_ctrl_c_stops_every_endpoint(tmp_path):
+    from plugin_providers import InterruptedProvider
+    from test_local_run import linked_cache, local_model_entry, port_open, write_run_config
+
+    from lib.providers import local as local_provider
+    from pipelines.build_pipeline import main
+
+    entry = {**local_model_entry("interrupted"), "provider": "plugin_providers.InterruptedProvider"}
+    entry["evaluation_config"]["max_concurrency"] = 1
+    # a cache of its own, so earlier runs' answers cannot spare the model call that is interrupted
+    config = write_run_config(tmp_path, [entry], n=4, cache_dir=linked_cache(tmp_path))
+    InterruptedProvider.deployed.clear()
+    assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 130
+    assert local_provider._RUNNING == {}
+    assert InterruptedProvider.deployed and not port_open(InterruptedProvider.deployed[0])
