@@ -65,6 +65,21 @@ def read_answer(invoke: dict[str, Any], payload: Any) -> Answer:
     return Answer(str(text).strip(), details.get("prompt_tokens"), details.get("generated_tokens"))
 
 
+def post_json(url: str, body: Any, headers: dict[str, str], timeout: float) -> Any:
+    """POST JSON, return the parsed answer; 429/5xx and network trouble are transient, other HTTP errors not."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **headers}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode(errors="replace")
+        error = TransientError if exc.code == 429 or exc.code >= 500 else PermanentError
+        raise error(f"HTTP {exc.code}: {detail}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise TransientError(f"{type(exc).__name__}: {exc}") from None
+
+
 class HttpInvoker:
     """POST to a server speaking the SageMaker container contract (`/invocations`)."""
 
@@ -74,19 +89,7 @@ class HttpInvoker:
         self.timeout = timeout
 
     def __call__(self, prompt: str) -> Answer:
-        data = json.dumps(build_body(self.invoke, prompt)).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if self.invoke.get("custom_attributes"):
             headers["X-Amzn-SageMaker-Custom-Attributes"] = self.invoke["custom_attributes"]
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode(errors="replace")
-            if exc.code == 429 or exc.code >= 500:
-                raise TransientError(f"HTTP {exc.code}: {detail}") from None
-            raise PermanentError(f"HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise TransientError(f"{type(exc).__name__}: {exc}") from None
-        return read_answer(self.invoke, payload)
+        return read_answer(self.invoke, post_json(self.url, build_body(self.invoke, prompt), headers, self.timeout))

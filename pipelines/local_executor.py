@@ -41,11 +41,13 @@ def _needs(step: Step) -> set[str]:
     return set(step.depends_on) | refs | {r.step for r in step.varargs}
 
 
-def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> Any:
+def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The step's result and its own run time (not the time it waited for a worker)."""
     progress.say(step.name, "started")
+    started = time.perf_counter()
     fn = _function(step.function)
     args, kwargs = call_arguments(step, fn, lambda v: _value(v, results, params))
-    return fn(*args, **kwargs)
+    return fn(*args, **kwargs), round(time.perf_counter() - started, 2)
 
 
 def configure_threads(max_workers: int) -> None:
@@ -65,25 +67,24 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     pending = {s.name: s for s in plan.steps}
-    running: dict[Future, tuple[str, float]] = {}
+    running: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="step")
     try:
         while pending or running:
             for name, step in list(pending.items()):
                 if _needs(step) <= results.keys():
                     del pending[name]
-                    running[pool.submit(_call, step, results, params)] = (name, time.perf_counter())
+                    running[pool.submit(_call, step, results, params)] = name
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                name, started = running.pop(future)
-                timings[name] = round(time.perf_counter() - started, 2)
+                name = running.pop(future)
                 try:
-                    results[name] = future.result()
+                    results[name], timings[name] = future.result()
                 except Exception as exc:  # a bug in a step: record it, keep going so cleanup runs
                     results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                     progress.say(name, f"raised {type(exc).__name__}: {exc}")
-                status = (results[name] or {}).get("status", "succeeded") if isinstance(results[name], dict) else ""
-                progress.say(name, f"{status or 'done'} in {timings[name]:.1f}s")
+                status = results[name].get("status") or "done"
+                progress.say(name, f"{status} in {timings.get(name, 0):.1f}s")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         stopped = local_provider.stop_all()
@@ -91,10 +92,7 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
             progress.say("executor", f"stopped {len(stopped)} local endpoint(s) left running")
     storage.write_json(storage.join(params["run_root"], "execution.json"),
                        {"pipeline": plan.pipeline, "execution_id": params["execution_id"],
-                        "steps": {n: {"seconds": timings.get(n),
-                                      "status": (results.get(n) or {}).get("status")
-                                      if isinstance(results.get(n), dict) else None,
-                                      "error": (results.get(n) or {}).get("error")
-                                      if isinstance(results.get(n), dict) else None}
-                                  for n in (s.name for s in plan.steps)}})
+                        "steps": {s.name: {"seconds": timings.get(s.name),
+                                           "status": results.get(s.name, {}).get("status"),
+                                           "error": results.get(s.name, {}).get("error")} for s in plan.steps}})
     return results

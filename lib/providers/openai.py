@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
 from typing import Any
 
-from lib.invokers import Answer, PermanentError, TransientError
+from lib.invokers import Answer, post_json
 from lib.providers.base import Provider
 
 
@@ -25,21 +22,9 @@ class OpenAIInvoker:
         messages = [{"role": "user", "content": prompt}]
         if self.invoke.get("system_prompt"):
             messages.insert(0, {"role": "system", "content": self.invoke["system_prompt"]})
-        headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env or "OPENAI_API_KEY")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        body = json.dumps({"model": self.model_id, "messages": messages, **params}).encode()
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode(errors="replace")
-            error = TransientError if exc.code == 429 or exc.code >= 500 else PermanentError
-            raise error(f"HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise TransientError(f"{type(exc).__name__}: {exc}") from None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        payload = post_json(self.url, {"model": self.model_id, "messages": messages, **params}, headers, self.timeout)
         usage = payload.get("usage") or {}
         text = payload["choices"][0]["message"]["content"] or ""
         return Answer(text.strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"))
