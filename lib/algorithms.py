@@ -123,7 +123,8 @@ def resolve(name: str, module: str | None = None, config: str | dict | None = No
     cls = getattr(mod, name, None)
     if cls is None:
         raise AlgorithmLookupError(f"module '{module}' has no class '{name}'")
-    config_name = config if isinstance(config, str) else None
+    # a mapping of options goes to the class named in `config`, else to <Algorithm>Config by convention
+    config_name = config if isinstance(config, str) else (f"{name}Config" if hasattr(mod, f"{name}Config") else None)
     options: dict[str, type] = {}
     if config_name:
         config_cls = getattr(mod, config_name, None)

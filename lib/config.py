@@ -26,12 +26,14 @@ ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}
 _CRON_RE = re.compile(r"^cron\((\S+ ){5}\S+\)$")
 _RATE_RE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)$")
 DEFAULT_PIPELINE_CONFIG = "pipeline_config.yaml"
-REMOTE_PROVIDERS = ("jumpstart", "huggingface")  # deploy creates an endpoint the run must remove
+NOTHING_TO_CLEAN = ("endpoint", "bedrock", "openai")  # deploy creates nothing: no cleanup step
 
-_LOCAL_DEFAULTS = {
+# what a model's evaluation_config defaults to: the Hugging Face container contract the local server
+# also speaks; local models get a short answer budget, as CPU generation is slow
+_INVOKE_DEFAULTS = {
     "output": "[0].generated_text",
     "content_template": PLACEHOLDER,
-    "inference_parameters": {"max_new_tokens": 32},
+    "inference_parameters": {},
     "prompt_template": "$model_input",
 }
 
@@ -162,10 +164,8 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     if provider == "openai" and not raw.get("endpoint_url"):
         raise doc.error(where, "provider 'openai' needs 'endpoint_url', the server's base URL (…/v1)")
 
-    ev = dict(_LOCAL_DEFAULTS) if provider == "local" else {
-        "output": "[0].generated_text", "content_template": PLACEHOLDER,
-        "inference_parameters": {}, "prompt_template": "$model_input",
-    }
+    ev = {**_INVOKE_DEFAULTS,
+          "inference_parameters": {"max_new_tokens": 32} if provider == "local" else {}}
     given = raw.get("evaluation_config") or {}
     ev.update({k: v for k, v in given.items() if v is not None})
     ev_where = where + ["evaluation_config"]
@@ -215,7 +215,6 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     model_id = raw["model_id"]
     if provider == "local" and ("/" in model_id or model_id.endswith(".gguf")):
         model_id = _resolve(model_id, base)
-    creates_endpoint = provider in REMOTE_PROVIDERS or provider == "local" or finetune is not None
     return {
         "name": name,
         "provider": provider,
@@ -229,7 +228,8 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         "invoke": ev,
         "finetune": finetune,
         "register": raw.get("register_config"),
-        "creates_endpoint": creates_endpoint and provider not in ("endpoint", "bedrock", "openai"),
+        # every provider but those that never create anything gets a cleanup step (a plug-in may deploy)
+        "creates_endpoint": provider not in NOTHING_TO_CLEAN,
         "cleanup_endpoint": bool(raw.get("cleanup_endpoint", True)),
         "pipeline": pipeline,
     }

@@ -22,7 +22,8 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
     if failed(dataset):
         return {"status": "failed", "error": f"not evaluated: preprocess failed ({dataset['error']})",
                 "model": model["name"]}
-    return guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, run_root, cache_root))
+    result = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, run_root, cache_root))
+    return {"model": model["name"], **result}  # select must know whose failure this is
 
 
 def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],

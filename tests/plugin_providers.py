@@ -37,3 +37,12 @@ class InterruptedProvider(LocalProvider):
             return inner(prompt)
 
         return invoke
+
+
+class BrokenInvokerProvider(LocalProvider):
+    """Deploys for real; then building its invoker fails, as a misconfigured client would."""
+
+    name = "broken-invoker"
+
+    def invoker(self, model, deployment):
+        raise RuntimeError("no credentials for the model endpoint")

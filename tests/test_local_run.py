@@ -152,15 +152,19 @@ def test_a_failing_model_is_data_and_cleanup_still_runs(tmp_path):
     config = write_run_config(tmp_path, [
         local_model_entry("good"),
         {"name": "broken", "provider": "plugin_providers.BrokenDeployProvider", "model_id": "x",
-         "evaluation_config": {"prompt_template": "$model_input"}}], n=3)
+         "evaluation_config": {"prompt_template": "$model_input"}},
+        {**local_model_entry("unreachable"), "provider": "plugin_providers.BrokenInvokerProvider"}], n=3)
     assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["models"]["broken"]["status"] == "failed"
     assert "ResourceLimitExceeded" in summary["models"]["broken"]["error"]
     assert summary["selection"]["best"] == "good"
     assert "broken" in summary["selection"]["excluded"]
+    assert "no credentials" in summary["models"]["unreachable"]["error"]
     execution = json.loads((tmp_path / "run" / "execution.json").read_text())
     assert execution["steps"]["cleanup-good"]["status"] == "succeeded"
+    # its evaluate failed, but the endpoint its deploy started is still removed
+    assert execution["steps"]["cleanup-unreachable"]["status"] == "succeeded"
     assert local_provider._RUNNING == {}
 
 
