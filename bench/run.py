@@ -3,7 +3,7 @@
 1. Evaluation, end to end on the default local config, in one process: our engine (one model call per
    record, every algorithm scored on the outputs) against the naive way (fmeval `evaluate()` per
    algorithm with a model runner, as the AWS sample does), same models, data and servers.
-2. Scoring throughput: 10,000 cached records x 3 algorithms.
+2. Scoring throughput: 10,000 cached records x 3 algorithms; the local server's request batching.
 3. SageMaker definition build time for 10 and 50 models: our way (settings as @step arguments) and
    through a SageMaker config file, under moto.
 
@@ -106,6 +106,43 @@ def bench_engine(records: int | None) -> dict:
     out.update({k: round(v, 1) if isinstance(v, float) else v for k, v in totals.items()})
     print(f"  total: ours {totals['ours_s']:.1f}s, {totals['ours_calls']} calls; naive {totals['naive_s']:.1f}s, "
           f"{totals['naive_calls']} calls; naive/ours = {totals['ratio']}x")
+    return out
+
+
+def bench_server(n: int = 32) -> dict:
+    """The local server's request batching: n questions one at a time, then 16 in flight."""
+    import tempfile
+
+    from lib.config import load_config
+    from lib.evaluation import invoke_records
+    from lib.providers import local as local_provider
+    from lib.providers.local import LocalProvider
+    from pipelines.local_executor import configure_threads
+
+    configure_threads(1)
+    cfg = load_config(ROOT / "evaluation_config.yaml")
+    model = cfg.models[0]
+    provider = LocalProvider()
+    dep = provider.deploy(model, None, {"cache_root": cfg.settings["local"]["model_cache_dir"],
+                                        "progress": lambda m: None})
+    endpoint = local_provider._RUNNING[dep["endpoint_id"]]
+    trivia = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()]
+    records = [{"id": f"r{i}", "model_input": trivia[i]["question"], "target_output": ""} for i in range(n)]
+    out = {}
+    try:
+        for label, concurrency in (("one_at_a_time", 1), ("batched_16", 16)):
+            work = Path(tempfile.mkdtemp(prefix="bench-server-"))
+            started = time.perf_counter()
+            invoke_records(records, invoke=model["invoke"], invoker=provider.invoker(model, dep), identity="bench",
+                           outputs_uri=str(work / "outputs.jsonl"), cache=None, max_concurrency=concurrency)
+            seconds = time.perf_counter() - started
+            out[label] = {"seconds": round(seconds, 1), "questions_per_s": round(n / seconds, 2)}
+        out["largest_batch"] = max(endpoint.batcher.batches)
+    finally:
+        provider.cleanup(model, dep)
+    out["speedup"] = round(out["batched_16"]["questions_per_s"] / out["one_at_a_time"]["questions_per_s"], 2)
+    print(f"  {n} questions: one at a time {out['one_at_a_time']['questions_per_s']}/s, 16 in flight "
+          f"{out['batched_16']['questions_per_s']}/s ({out['speedup']}x, batches up to {out['largest_batch']})")
     return out
 
 
@@ -233,7 +270,7 @@ def bench_definition() -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="engine,scoring,definition")
+    parser.add_argument("--only", default="server,scoring,definition,engine")
     parser.add_argument("--records", type=int, default=None, help="records for the engine benchmark (default: all)")
     args = parser.parse_args()
     progress.set_quiet(True)
@@ -242,6 +279,9 @@ def main() -> int:
     if "definition" in parts:
         print("SageMaker definition build time:", flush=True)
         results["definition"] = bench_definition()
+    if "server" in parts:
+        print("Local server, request batching:", flush=True)
+        results["server"] = bench_server()
     if "scoring" in parts:
         print("Scoring cached outputs:", flush=True)
         results["scoring"] = bench_scoring()

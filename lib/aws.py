@@ -15,11 +15,18 @@ EXECUTION_TAG = f"{TAG_PREFIX}:execution"
 MODEL_TAG = f"{TAG_PREFIX}:model"
 
 
-def client(service: str, region: str | None = None) -> Any:
+def client(service: str, region: str | None = None, timeout: float | None = None) -> Any:
+    """A boto3 client. With ``timeout`` (model invocation): that read timeout and no retries of
+    botocore's own, since the evaluation engine retries with its own backoff and counts attempts."""
     import boto3
 
+    config = None
+    if timeout is not None:
+        from botocore.config import Config
+
+        config = Config(read_timeout=timeout, connect_timeout=min(timeout, 30), retries={"max_attempts": 1})
     return boto3.client(service, region_name=region or os.environ.get("AWS_REGION")
-                        or os.environ.get("AWS_DEFAULT_REGION") or None)
+                        or os.environ.get("AWS_DEFAULT_REGION") or None, config=config)
 
 
 def resource_tags(pipeline: str, execution_id: str | None = None, model: str | None = None,

@@ -6,7 +6,6 @@ subschema fails, so users read "instance types look like ml.g5.2xlarge", not a r
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 _STR = {"type": "string", "minLength": 1}
@@ -192,7 +191,3 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
     ),
 }
 
-
-def dump(schema: dict[str, Any]) -> str:
-    """The schema as JSON, for editors and other tools."""
-    return json.dumps(schema, indent=2)

@@ -154,10 +154,9 @@ def format_summary(summary: dict, run_root: str, seconds: float) -> str:
              f"{'model':<28} {'status':<10} {sel['metric']:>20} {'calls':>6} {'p50 s':>7}"]
     ranking = {r["model"]: r["value"] for r in sel.get("ranking", [])}
     for name, m in summary["models"].items():
-        value = ranking.get(name)
+        value, calls, p50 = ranking.get(name), m.get("invocations"), m.get("latency_p50_s")
         lines.append(f"{name:<28} {m['status']:<10} {'-' if value is None else f'{value:.3f}':>20} "
-                     f"{m.get('invocations') if m.get('invocations') is not None else '-':>6} "
-                     f"{m.get('latency_p50_s') if m.get('latency_p50_s') is not None else '-':>7}")
+                     f"{'-' if calls is None else calls:>6} {'-' if p50 is None else f'{p50:.2f}':>7}")
     lines.append(f"best: {sel['best']}" + (f"; registered: version {summary['registry'].get('version')}"
                                           if summary.get("registry") and summary["registry"].get("version") else ""))
     lines.append(f"report: {run_root}/report.html")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.invokers import Answer
-
 
 class Provider:
     """Deploy, fine-tune, invoke and remove one kind of model. Results are JSON-serialisable dicts."""
@@ -22,7 +20,7 @@ class Provider:
         return {"created": []}
 
     def invoker(self, model: dict[str, Any], deployment: dict[str, Any]):
-        """A callable ``prompt -> Answer``; must be picklable (fmeval ships runners to Ray)."""
+        """A callable ``prompt -> lib.invokers.Answer``; picklable (fmeval ships runners to Ray)."""
         raise NotImplementedError
 
     def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
@@ -33,5 +31,3 @@ class Provider:
     def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
         return {"deleted": []}
 
-
-__all__ = ["Answer", "Provider"]

@@ -33,7 +33,7 @@ class BedrockInvoker:
 
     def __call__(self, prompt: str) -> Answer:
         if self._client is None:
-            self._client = aws.client("bedrock-runtime", self.region)
+            self._client = aws.client("bedrock-runtime", self.region, self.invoke.get("timeout_seconds", 120))
         try:
             response = self._client.converse(**self.request(prompt))
         except Exception as exc:

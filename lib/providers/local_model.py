@@ -74,7 +74,9 @@ def ensure_converted(model_id: str, cache_dir: str | Path, progress=print) -> Pa
     src = source_path(model_id)
     progress(f"converting {src.name} into {target} (once; about a minute)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # its notice about the legacy tokenizer is meant for GGUF users: us
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name))

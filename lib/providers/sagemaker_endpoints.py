@@ -93,7 +93,7 @@ class SageMakerEndpointInvoker:
 
     def __call__(self, prompt: str) -> Answer:
         if self._client is None:
-            self._client = aws.client("sagemaker-runtime", self.region)
+            self._client = aws.client("sagemaker-runtime", self.region, self.invoke.get("timeout_seconds", 120))
         kwargs: dict[str, Any] = {"EndpointName": self.endpoint_name, "ContentType": "application/json",
                                   "Accept": "application/json", "Body": json.dumps(build_body(self.invoke, prompt))}
         if self.invoke.get("custom_attributes"):
