@@ -108,12 +108,10 @@ def resolve(name: str, module: str | None = None, config: str | dict | None = No
     if spec is not None and (module is None or module == spec.module):
         return spec
     if module is None:
-        import difflib
+        from lib.errors import did_you_mean
 
-        close = difflib.get_close_matches(name, BUILTIN, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise AlgorithmLookupError(
-            f"unknown algorithm '{name}'{hint}; built-in algorithms are {', '.join(BUILTIN)}, "
+            f"unknown algorithm '{name}'{did_you_mean(name, BUILTIN)}; built-in algorithms are {', '.join(BUILTIN)}, "
             "or give 'module' with the import path of your own"
         )
     try:

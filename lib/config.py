@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lib import algorithms, schema
-from lib.errors import ConfigError
+from lib.errors import ConfigError, did_you_mean
 from lib.schema_errors import check_schema
 from lib.yaml_loader import LoadedYaml, load_yaml
 
@@ -144,13 +144,10 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     provider_key = "provider" if "provider" in raw else "model_provider"
     provider = raw.get(provider_key, "jumpstart")
     if provider not in schema.PROVIDERS and "." not in provider and ":" not in provider:
-        import difflib
-
-        close = difflib.get_close_matches(provider, schema.PROVIDERS, n=1)
-        did = f" (did you mean '{close[0]}'?)" if close else ""
         raise doc.error(
             where + [provider_key],
-            f"unknown provider '{provider}'{did}; choose one of {', '.join(schema.PROVIDERS)} "
+            f"unknown provider '{provider}'{did_you_mean(provider, schema.PROVIDERS)}; "
+            f"choose one of {', '.join(schema.PROVIDERS)} "
             "or give an import path 'package.module:Class'",
         )
     endpoint_name = raw.get("endpoint_name") or f"llm-eval-{name}"[:63].rstrip("-")
@@ -251,10 +248,7 @@ def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
     if spec.options or spec.module.startswith("fmeval."):
         for key, value in options.items():
             if key not in spec.options:
-                import difflib
-
-                close = difflib.get_close_matches(key, spec.options, n=1)
-                did = f" (did you mean '{close[0]}'?)" if close else ""
+                did = did_you_mean(key, spec.options)
                 takes = ", ".join(spec.options) or "no options"
                 place = where + (["target_output_delimiter"] if key == "target_output_delimiter" and
                                  key in raw else ["config", key])

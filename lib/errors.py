@@ -32,6 +32,14 @@ class ConfigError(UserError):
         return f"{place}: {self.message}"
 
 
+def did_you_mean(word: object, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def yaml_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     """Render ``["models", 1, "name"]`` as ``models[1].name``."""
     out = ""

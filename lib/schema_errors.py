@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from lib.errors import did_you_mean
 from lib.yaml_loader import LoadedYaml
 
 _TYPE_WORDS = {
@@ -34,9 +34,7 @@ def _message(error: ValidationError) -> tuple[list, str]:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         key = extra[0]
-        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        did = f" (did you mean '{close[0]}'?)" if close else ""
-        return path + [key], f"unknown key '{key}'{did}; allowed keys here: {', '.join(allowed)}"
+        return path + [key], f"unknown key '{key}'{did_you_mean(key, allowed)}; allowed keys here: {', '.join(allowed)}"
     if v == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return path, f"missing required key '{missing[0]}'"
@@ -46,8 +44,7 @@ def _message(error: ValidationError) -> tuple[list, str]:
         return path, f"must be {words}, not {_describe(error.instance)}"
     if v == "enum":
         options = ", ".join(repr(o) for o in error.validator_value)
-        close = difflib.get_close_matches(str(error.instance), [str(o) for o in error.validator_value], n=1)
-        did = f" (did you mean '{close[0]}'?)" if close else ""
+        did = did_you_mean(error.instance, error.validator_value)
         return path, f"{error.instance!r} is not allowed{did}; choose one of {options}"
     if v in ("minimum", "exclusiveMinimum", "maximum"):
         word = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most"}[v]

@@ -50,14 +50,15 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     algorithm_errors: dict[str, str] = {}
     notes: dict[str, list[str]] = {}
     for algorithm in algorithms:
+        limit = algorithm.get("num_records") or len(records)  # scored on the first N records when set
         if algorithm["needs_model"]:
             from lib.model_algorithms import evaluate_with_model
 
             local_data = storage.local_copy(dataset["uri"])
             result = evaluate_with_model(algorithm, provider.invoker(model, deployment), local_data,
-                                         dataset["dataset_name"], invoke["prompt_template"], len(records))
+                                         dataset["dataset_name"], invoke["prompt_template"], limit)
         else:
-            result = score_outputs(algorithm, rows)
+            result = score_outputs(algorithm, rows[:limit])
         if result["error"]:
             algorithm_errors[algorithm["eval_name"]] = result["error"]
             say(f"{algorithm['name']}: not scored: {result['error']}")

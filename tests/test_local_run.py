@@ -60,7 +60,7 @@ def write_run_config(tmp_path: Path, models: list[dict], n: int = 5, cache_dir: 
                     "model_input_key": "question", "target_output_key": "answer"},
         "models": models,
         "algorithms": [{"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"},
-                       {"algorithm": "QAAccuracy", "target_output_delimiter": "<OR>"}],
+                       {"algorithm": "QAAccuracy", "target_output_delimiter": "<OR>", "num_records": 3}],
         "selection": {"metric": "factual_knowledge", "direction": "max"},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -142,6 +142,7 @@ def test_end_to_end_two_models(tmp_path, capsys):
         assert (run / "models" / name / "outputs.jsonl").exists()
         assert (run / "models" / name / "factual_knowledge.html").exists()
         assert len((run / "models" / name / "factual_knowledge.jsonl").read_text().splitlines()) == 5
+        assert len((run / "models" / name / "qa_accuracy.jsonl").read_text().splitlines()) == 3  # num_records
     # nothing left running: no endpoint registered, no server thread alive
     assert local_provider._RUNNING == {}
     leftover = {t.name for t in threading.enumerate()} - threads_before
