@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """Bad input from the user: a config, a flag or a file. The message is shown as is."""
@@ -32,7 +34,7 @@ class ConfigError(UserError):
         return f"{place}: {self.message}"
 
 
-def did_you_mean(word: object, choices) -> str:
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
     import difflib
 

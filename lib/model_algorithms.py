@@ -9,7 +9,7 @@ from typing import Any
 from lib import fmeval_offline
 
 
-def runner_class():
+def runner_class() -> type:
     from fmeval.model_runners.model_runner import ModelRunner
 
     class InvokerRunner(ModelRunner):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 _lock = threading.Lock()
 _quiet = False
@@ -22,6 +23,6 @@ def say(step: str, message: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {step:<28} {message}", file=sys.stderr, flush=True)
 
 
-def reporter(step: str):
+def reporter(step: str) -> Callable[[str], None]:
     """A one-argument callable that reports under ``step``."""
     return lambda message: say(step, message)

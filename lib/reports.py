@@ -66,14 +66,16 @@ _RUN_TEMPLATE = _PAGE.from_string("""<!doctype html>
 <html><head><meta charset="utf-8"><title>{{ s.pipeline }} · {{ s.execution_id }}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-tr.best{background:#e7f7e7}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{color:#666}</style></head><body>
+tr.best{background:#e7f7e7}.scroll{overflow-x:auto}th small{font-weight:normal;color:#555}
+td:nth-child(2){white-space:nowrap}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{color:#666}</style></head><body>
 <h1>{{ s.pipeline }}</h1>
 <p class="muted">execution {{ s.execution_id }} · selection by <b>{{ s.selection.metric }}</b>
 ({{ s.selection.direction }}) · best: <b>{{ s.selection.best or "none" }}</b>
 {% if s.registry and s.registry.version %} · registered as version {{ s.registry.version }} of
 {{ s.registry.model_package_group_name }} ({{ s.registry.approval_status }}){% endif %}</p>
 <h2>Leaderboard</h2>
-<table><tr><th>#</th><th>model</th><th>status</th>{% for m in metrics %}<th>{{ m }}</th>{% endfor %}
+<div class="scroll"><table><tr><th>#</th><th>model</th><th>status</th>
+{% for m in metrics %}<th>{{ m.split('.')[0] }}<br><small>{{ m.split('.', 1)[1] }}</small></th>{% endfor %}
 <th>records</th><th>calls</th><th>errors</th><th>p50 s</th><th>p95 s</th></tr>
 {% for row in leaderboard %}<tr class="{{ 'best' if row.name == s.selection.best else '' }}">
 <td>{{ loop.index }}</td><td>{{ row.name }}</td>
@@ -81,7 +83,7 @@ tr.best{background:#e7f7e7}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{co
 {%- if row.m.error %}: {{ row.m.error }}{% endif %}</td>
 {% for m in metrics %}<td>{{ fmt(row.vals[m]) }}</td>{% endfor %}
 <td>{{ row.m.records }}</td><td>{{ row.m.invocations }}</td><td>{{ row.m.errors }}</td>
-<td>{{ fmt(row.m.latency_p50_s) }}</td><td>{{ fmt(row.m.latency_p95_s) }}</td></tr>{% endfor %}</table>
+<td>{{ fmt(row.m.latency_p50_s) }}</td><td>{{ fmt(row.m.latency_p95_s) }}</td></tr>{% endfor %}</table></div>
 <h2>Charts</h2>
 {% for m in metrics %}<div class="chart"><h3>{{ m }}</h3>
 <svg width="640" height="{{ 28 * leaderboard|length + 10 }}" role="img" aria-label="{{ m }} by model">

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.errors import UserError  # noqa: E402
+from lib.plan import Plan  # noqa: E402
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_plan(plan) -> str:
+def format_plan(plan: Plan) -> str:
     rows = [("step", "kind", "depends on", "compute")]
     for s in plan.steps:
         compute = s.compute.get("instance_type", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -19,7 +20,7 @@ class Provider:
         """Make the model callable. Returns at least ``created`` (what cleanup must remove)."""
         return {"created": []}
 
-    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]):
+    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> Callable[[str], Any]:
         """A callable ``prompt -> lib.invokers.Answer``; picklable (fmeval ships runners to Ray)."""
         raise NotImplementedError
 

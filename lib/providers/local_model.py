@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def fix_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def ensure_converted(model_id: str, cache_dir: str | Path, progress=print) -> Path:
+def ensure_converted(model_id: str, cache_dir: str | Path, progress: Callable[[str], None] = print) -> Path:
     """Convert a GGUF model into ``cache_dir`` once; safe when several processes race."""
     target = converted_path(model_id, cache_dir)
     if (target / "config.json").exists():
@@ -139,7 +140,8 @@ class LocalLM:
         return results
 
 
-def load(model_id: str, cache_dir: str | Path, adapter: str | None = None, progress=print) -> LocalLM:
+def load(model_id: str, cache_dir: str | Path, adapter: str | None = None,
+         progress: Callable[[str], None] = print) -> LocalLM:
     """The process-wide instance of a local model (converted on first use)."""
     key = f"{model_id}|{adapter or ''}"
     with _LOCK:
