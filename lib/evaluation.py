@@ -99,10 +99,12 @@ def invoke_records(
     """One output row per record, in record order. Rows already in ``outputs_uri`` are kept as they are."""
     policy = policy or RetryPolicy()
     stats = InvocationStats(records=len(records))
+    prompts = {r["id"]: make_prompt(invoke["prompt_template"], str(r["model_input"])) for r in records}
     done: dict[str, dict] = {}
     if storage.exists(outputs_uri):
         for row in storage.read_jsonl(outputs_uri):
-            if row.get("error") is None:  # failed rows are tried again on resume
+            # failed rows are tried again on resume, and rows asked with another prompt are not reused
+            if row.get("error") is None and row.get("prompt") == prompts.get(row.get("id")):
                 done[row["id"]] = row
     stats.resumed = sum(1 for r in records if r["id"] in done)
     todo = [r for r in records if r["id"] not in done]
@@ -112,7 +114,7 @@ def invoke_records(
 
     with storage.JsonlAppender(outputs_uri) as out:
         def one(record: dict[str, Any]) -> None:
-            prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
+            prompt = prompts[record["id"]]
             key = cache_key(identity, invoke, prompt)
             hit = cache.get(key) if cache else None
             row: dict[str, Any] = {

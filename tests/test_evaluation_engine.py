@@ -129,3 +129,13 @@ def test_request_body_and_answer_follow_the_sample():
     with pytest.raises(PermanentError):
         read_answer({"output": "[0].nothing"}, [{"generated_text": "x"}])
     assert make_prompt("A $x: $model_input", "Q") == "A $x: Q"
+
+
+def test_resume_does_not_reuse_answers_to_another_prompt(tmp_path):
+    run(records(3), CountingModel(), tmp_path)
+    other = dict(INVOKE, prompt_template="Answer briefly: $model_input")
+    model = CountingModel()
+    rows, stats = invoke_records(records(3), invoke=other, invoker=model, identity="test-model",
+                                 outputs_uri=str(tmp_path / "outputs.jsonl"), cache=None, policy=FAST)
+    assert len(model.calls) == 3 and stats.resumed == 0
+    assert all(r["prompt"].startswith("Answer briefly") for r in rows)
