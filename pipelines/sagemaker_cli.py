@@ -47,12 +47,9 @@ def cmd_upsert(args: argparse.Namespace) -> int:
 
     cfg, assembly = _assemble(args)
     upload_inputs(assembly.uploads)
-    sm = cfg.settings["sagemaker"]
-    tags = [{"Key": k, "Value": v} for k, v in sm["tags"].items()] + [
-        {"Key": "llm-eval-pipelines:pipeline", "Value": cfg.pipeline_name}]
-    response = assembly.pipeline.upsert(role_arn=sm["role_arn"], description=cfg.evaluation["pipeline"]["description"]
-                                        or f"llm-eval-pipelines: {cfg.pipeline_name}", tags=tags,
-                                        parallelism_config=parallelism(cfg.settings))
+    description = cfg.evaluation["pipeline"]["description"] or f"llm-eval-pipelines: {cfg.pipeline_name}"
+    response = assembly.pipeline.upsert(role_arn=cfg.settings["sagemaker"]["role_arn"], description=description,
+                                        tags=assembly.tags, parallelism_config=parallelism(cfg.settings))
     print(f"upserted {response['PipelineArn']}")
     return 0
 
@@ -70,8 +67,8 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 def cmd_start(args: argparse.Namespace) -> int:
     from pipelines.sagemaker_executor import parallelism
 
-    cfg, assembly = _assemble(args)
     params = parse_params(args.param)
+    cfg, assembly = _assemble(args)
     known = {p.name for p in assembly.pipeline.parameters}
     unknown = sorted(set(params) - known)
     if unknown:

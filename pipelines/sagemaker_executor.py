@@ -39,6 +39,7 @@ class Assembly:
     pipeline: Any
     uploads: list[tuple[str, str]] = field(default_factory=list)  # (local path, s3 uri) to copy before upsert
     root: str = ""
+    tags: list[dict[str, str]] = field(default_factory=list)  # on the pipeline and every step's job
 
 
 def _session(settings: dict[str, Any]):
@@ -179,7 +180,7 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
         steps=list(delayed.values()),
         sagemaker_session=session,
     )
-    return Assembly(pipeline, uploads, root)
+    return Assembly(pipeline, uploads, root, tags)
 
 
 def parallelism(settings: dict[str, Any]) -> dict[str, int]:
