@@ -76,4 +76,5 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
             **stats.summary(), "scores": scores, "algorithm_errors": algorithm_errors, "notes": notes,
             "outputs_uri": storage.join(model_dir, "outputs.jsonl"),
             "deployment": {k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
-                           if deployment.get(k)}}
+                           if deployment.get(k)},
+            "register": model.get("register")}  # the sample's per-model register_config

@@ -34,6 +34,7 @@ def register(registry: dict[str, Any], selection: dict[str, Any], pipeline: str,
     else:
         best = selection["best"]
         candidate = selection["candidates"][best]
+        registry = {**registry, **(candidate.get("register") or {})}  # a model's own register_config wins
         record = {
             "model_package_group_name": registry["model_package_group_name"],
             "model_package_group_description": registry.get("model_package_group_description", ""),

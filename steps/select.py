@@ -40,4 +40,5 @@ def select(selection: dict[str, Any], pipeline: str, execution_id: str, run_root
                                                                             chosen["excluded"].items()))
     return {"status": "succeeded", **chosen, "candidates": {
         r.get("model"): {"model_id": r.get("model_id"), "provider": r.get("provider"), "scores": r.get("scores"),
-                         "deployment": r.get("deployment")} for r in evaluations}}
+                         "deployment": r.get("deployment"), "register": r.get("register")}
+        for r in evaluations}}

@@ -134,6 +134,10 @@ def test_register_creates_group_and_package_with_metrics(sm):
     again = register(registry, selection_for("falcon"), "p", None, root, "exec-5")
     assert again["version"] == 2 and not again["created_group"]
     assert again["approval_status"] == "PendingManualApproval"
+    own = selection_for("falcon")  # the sample's per-model register_config names its own group
+    own["candidates"]["falcon"]["register"] = {"model_package_group_name": "FMEvaluationFineTunedModel"}
+    third = register(registry, own, "p", None, root, "exec-6")
+    assert third["model_package_group_name"] == "FMEvaluationFineTunedModel" and third["version"] == 1
 
 
 def test_register_without_a_winner_is_skipped(sm, tmp_path):
