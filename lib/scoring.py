@@ -58,10 +58,10 @@ def make_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], di
         config = _config(algorithm, module)
         algo = cls(config) if config is not None else cls()
     except Exception as exc:
-        raise ScoringUnavailable(
-            f"{name} cannot be constructed here ({type(exc).__name__}: {str(exc)[:200]}); offline runs lack "
-            "the helper models it downloads from the Hugging Face Hub or GitHub"
-        ) from None
+        why = ("; offline runs lack the helper models it downloads from the Hugging Face Hub or GitHub"
+               if fmeval_offline.is_offline() else "")
+        raise ScoringUnavailable(f"{name} cannot be constructed here ({type(exc).__name__}: {str(exc)[:200]}){why}") \
+            from None
 
     import inspect
 
