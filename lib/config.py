@@ -212,6 +212,9 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     model_id = raw["model_id"]
     if provider == "local" and ("/" in model_id or model_id.endswith(".gguf")):
         model_id = _resolve(model_id, base)
+        if not Path(model_id).exists():
+            raise doc.error(where + ["model_id"], f"the local model {model_id} does not exist (give a .gguf file, "
+                            "a Hugging Face model folder, or smollm2-135m-instruct)")
     return {
         "name": name,
         "provider": provider,

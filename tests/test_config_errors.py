@@ -71,6 +71,8 @@ CASES = [
     ("selection-direction", lambda d: d.update(selection={"metric": "factual_knowledge", "direction": "up"}),
      "selection.direction"),
     ("no-models", lambda d: d.update(models=[]), "at least one"),
+    ("local-model-missing", lambda d: d["models"][0].update(provider="local", model_id="models/nope.gguf"),
+     "models[0].model_id"),
     ("endpoint-provider-without-name", lambda d: d["models"][0].update(provider="endpoint"), "endpoint_name"),
 ]
 
