@@ -184,3 +184,16 @@ def test_finetune_trains_saves_and_is_reused(tmp_path, cache_root):
     changed = {**model, "finetune": {**model["finetune"], "parameters": {**model["finetune"]["parameters"],
                                                                          "max_steps": 3}}}
     assert LocalProvider().finetune(changed, ctx)["artifact_identity"] != first["artifact_identity"]
+
+
+def test_rerun_into_the_same_output_dir_resumes(tmp_path):
+    run = tmp_path / "run"
+    config = write_run_config(tmp_path, [local_model_entry("plain")], n=5, cache_dir=linked_cache(tmp_path / "a"))
+    assert main(["run", "--config", str(config), "--output-dir", str(run)]) == 0
+    outputs = run / "models" / "plain" / "outputs.jsonl"
+    outputs.write_text("".join(outputs.read_text().splitlines(keepends=True)[:2]))  # killed after two answers
+    # a cache of its own for the second run, so only resumption can spare calls
+    config = write_run_config(tmp_path, [local_model_entry("plain")], n=5, cache_dir=linked_cache(tmp_path / "b"))
+    assert main(["run", "--config", str(config), "--output-dir", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())["models"]["plain"]
+    assert summary["resumed"] == 2 and summary["invocations"] == 3 and summary["records"] == 5
