@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from lib.errors import ConfigError
+from lib.errors import ConfigError, yaml_path
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
@@ -59,8 +59,6 @@ class LoadedYaml:
         return line
 
     def error(self, parts: list[str | int] | tuple[str | int, ...], message: str) -> ConfigError:
-        from lib.errors import yaml_path
-
         return ConfigError(str(self.path), yaml_path(parts), message, self.line_of(parts))
 
 

