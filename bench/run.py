@@ -288,6 +288,12 @@ def main() -> int:
     if "engine" in parts:
         print("Evaluation end to end, default config (our engine vs fmeval evaluate() per algorithm):", flush=True)
         results["engine"] = bench_engine(args.records)
+    import resource
+
+    peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    results["peak_memory_mb"] = round(peak_mb)
+    print(f"peak memory of one process: {peak_mb:.0f} MB")
     out = ROOT / "bench" / "results.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
