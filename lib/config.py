@@ -196,7 +196,7 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         ft = raw[ft_key]
         if not ft.get("train_data_path"):
             raise doc.error(where + [ft_key], "a fine-tune block needs 'train_data_path', the training data")
-        if provider not in ("jumpstart", "local", "huggingface") and "." not in provider:
+        if provider not in ("jumpstart", "local") and "." not in provider:
             raise doc.error(where + [ft_key], f"provider '{provider}' cannot be fine-tuned by this tool")
         train = _resolve(ft["train_data_path"], base)
         if not is_remote_uri(train) and not Path(train).exists():
@@ -354,7 +354,7 @@ def default_settings() -> dict[str, Any]:
             "region": None, "role_arn": None, "bucket": None, "prefix": "llm-eval-pipelines",
             "image_uri": None, "keep_alive_period_in_seconds": 1800,
             "step_instance_type": "ml.m5.xlarge",
-            "instance_types": {"evaluate": "ml.g5.2xlarge", "finetune": "ml.g5.12xlarge"},
+            "instance_types": {"evaluate": "ml.g5.2xlarge"},
             "volume_size": 50, "max_parallel_steps": 10, "max_retries": 2, "tags": {},
             "kms_key": None, "subnets": [], "security_group_ids": [], "environment": {},
             "schedule": None, "model_approval_status": "PendingManualApproval",

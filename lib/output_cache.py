@@ -34,11 +34,14 @@ class OutputCache:
         return storage.join(self.root, key[:2], f"{key}.json")
 
     def get(self, key: str) -> dict[str, Any] | None:
-        uri = self._uri(key)
         try:
-            return storage.read_json(uri) if storage.exists(uri) else None
-        except (ValueError, OSError):
-            return None  # a damaged entry is a miss, not a failure
+            return storage.read_json(self._uri(key))
+        except (ValueError, OSError):  # absent (FileNotFoundError) or damaged: a miss, not a failure
+            return None
+        except Exception as exc:  # S3: NoSuchKey is a miss; anything else is a real error
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         storage.write_json(self._uri(key), value)

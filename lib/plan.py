@@ -105,10 +105,10 @@ def call_arguments(step: Step, fn: Any, resolve: Any) -> tuple[list[Any], dict[s
 
 def _compute(settings: dict[str, Any], kind: str, model: dict | None = None) -> dict[str, Any]:
     sm = settings["sagemaker"]
-    instance_type = sm["instance_types"].get(kind, sm["step_instance_type"])
+    compute: dict[str, Any] = {"instance_type": sm["instance_types"].get(kind, sm["step_instance_type"])}
     if kind == "finetune" and model is not None:
-        instance_type = model["finetune"]["parameters"].get("instance_type", instance_type)
-    compute: dict[str, Any] = {"instance_type": instance_type}
+        # the step only starts the training job; the job runs on the model's own instance type
+        compute["training_instance_type"] = model["finetune"]["parameters"]["instance_type"]
     if kind in ("finetune", "evaluate"):
         compute["keep_alive_period_in_seconds"] = sm["keep_alive_period_in_seconds"]
     return compute

@@ -51,6 +51,8 @@ def format_plan(plan: Plan) -> str:
     rows = [("step", "kind", "depends on", "compute")]
     for s in plan.steps:
         compute = s.compute.get("instance_type", "")
+        if "training_instance_type" in s.compute:
+            compute += f" (training job: {s.compute['training_instance_type']})"
         if "keep_alive_period_in_seconds" in s.compute:
             compute += f", warm pool {s.compute['keep_alive_period_in_seconds']}s"
         rows.append((s.name, s.kind, ", ".join(s.depends_on) or "-", compute))

@@ -19,7 +19,7 @@ from lib.config import RunConfig, is_remote_uri
 from lib.errors import UserError
 from lib.plan import KINDS, Param, Plan, Ref, build_plan, call_arguments
 
-INSTANCE_PARAM_KINDS = ("preprocess", "deploy", "evaluate", "select", "register", "cleanup")
+INSTANCE_PARAM_KINDS = KINDS
 
 
 def quiet_sdk() -> None:
@@ -74,9 +74,6 @@ def _remote_copy(cfg: RunConfig, root: str) -> tuple[dict[str, Any], list[tuple[
 
     ev["dataset"]["uri"] = remote(ev["dataset"]["uri"], "dataset")
     for model in ev["models"]:
-        if model["provider"] == "local":
-            raise UserError(f"{cfg.config_path}: models '{model['name']}' uses provider 'local', which runs "
-                            "only on this machine (`run`); give it a SageMaker provider to build a pipeline")
         ft = model["finetune"]
         if ft:
             ft["train_data_uri"] = remote(ft["train_data_uri"], f"{model['name']}/train")
@@ -106,6 +103,10 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
     if not sm.get("role_arn"):
         raise UserError(f"{where}: sagemaker.role_arn is required to build a SageMaker pipeline "
                         "(the IAM role the steps run as)")
+    for model in cfg.models:
+        if model["provider"] == "local":
+            raise UserError(f"{cfg.config_path}: models '{model['name']}' uses provider 'local', which runs "
+                            "only on this machine (`run`); give it a SageMaker provider to build a pipeline")
     if not sm.get("image_uri"):
         raise UserError(f"{where}: sagemaker.image_uri is required: the SDK has no default image for Python "
                         "3.11; build and push ours with `make image` (see README)")
@@ -156,11 +157,11 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
     for s in plan.steps:
         module, _, fn_name = s.function.partition(":")
         fn = getattr(importlib.import_module(module), fn_name)
-        instance_type = (s.compute["instance_type"] if s.kind == "finetune" else instance_params[s.kind])
         decorated = step(
             fn, name=s.name, display_name=s.name, description=s.description or s.kind,
             retry_policies=retries or None, environment_variables=env, image_uri=sm["image_uri"],
-            instance_type=instance_type, keep_alive_period_in_seconds=s.compute.get("keep_alive_period_in_seconds", 0),
+            instance_type=instance_params[s.kind],
+            keep_alive_period_in_seconds=s.compute.get("keep_alive_period_in_seconds", 0),
             role=sm["role_arn"], security_group_ids=sm.get("security_group_ids") or None,
             subnets=sm.get("subnets") or None, tags=tags, volume_kms_key=sm.get("kms_key"),
             volume_size=sm["volume_size"],
@@ -187,5 +188,3 @@ def parallelism(settings: dict[str, Any]) -> dict[str, int]:
     # a dict, not ParallelismConfiguration: the SDK's object form fails its own request validation
     return {"MaxParallelExecutionSteps": settings["sagemaker"]["max_parallel_steps"]}
 
-
-assert set(INSTANCE_PARAM_KINDS) | {"finetune"} == set(KINDS)

@@ -159,3 +159,12 @@ def test_cleanup_command_finds_resources_by_tag(sm, tmp_path):
     deleted = delete_tagged("p", "exec-6")
     assert sorted(deleted) == ["endpoint-config:llm-eval-e", "endpoint:llm-eval-e", "model:llm-eval-e"]
     assert endpoint_names(sm) == {"untagged"}
+
+
+def test_output_cache_in_s3(sm):
+    from lib.output_cache import OutputCache
+
+    cache = OutputCache("s3://runs/cache")
+    assert cache.get("ab" * 32) is None  # NoSuchKey is a miss
+    cache.put("ab" * 32, {"output": "Paris"})
+    assert cache.get("ab" * 32) == {"output": "Paris"}

@@ -63,7 +63,9 @@ def test_plan_sample_hybrid_layout(sample_data):
     plan = build_plan(cfg)
     check_invariants(plan)
     ft = plan.step("finetune-llama2-7b-finetuned")
-    assert ft.compute["instance_type"] == "ml.g5.12xlarge"
+    # the step only starts the training job, which runs on the model's instance type
+    assert ft.compute["training_instance_type"] == "ml.g5.12xlarge"
+    assert ft.compute["instance_type"] == "ml.m5.xlarge"
     assert plan.step("deploy-llama2-7b-finetuned").depends_on == ["finetune-llama2-7b-finetuned"]
     assert "finetune-falcon-7b" not in [s.name for s in plan.steps]
     assert plan.step("select").depends_on == [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -140,12 +139,13 @@ def test_dag_shape_settings_and_names(aws, hybrid):
         assert keep_alive == (600 if kind in ("finetune", "evaluate") else 0)
         assert step.get("RetryPolicies"), "throttling and capacity retries on every step"
     finetune = steps["finetune-llama2-7b-finetuned"]["Arguments"]["ResourceConfig"]
-    assert finetune["InstanceType"] == "ml.g5.12xlarge"
+    assert finetune["InstanceType"] == {"Get": "Parameters.FinetuneInstanceType"}
     evaluate = steps["evaluate-falcon-7b"]["Arguments"]["ResourceConfig"]
     assert evaluate["InstanceType"] == {"Get": "Parameters.EvaluateInstanceType"}
     params = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
     assert params["EvaluateInstanceType"] == "ml.g5.4xlarge"
     assert params["PreprocessInstanceType"] == "ml.m5.xlarge"
+    assert params["FinetuneInstanceType"] == "ml.m5.xlarge"  # not a second ml.g5.12xlarge beside the job
     assert params["ModelApprovalStatus"] == "PendingManualApproval"
     assert params["DatasetUri"].startswith("s3://llm-eval-test/pipelines/")
 
@@ -208,8 +208,10 @@ def test_missing_role_or_image_is_a_clear_error(aws, config_dir, capsys):
     assert "image_uri is required" in capsys.readouterr().err
 
 
-def test_local_provider_cannot_go_to_sagemaker(aws, config_dir, capsys):
+def test_local_provider_cannot_go_to_sagemaker(config_dir, monkeypatch, capsys):
     from pipelines.build_pipeline import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # refused before any AWS call
 
     data = base_config(1)
     data["models"][0].update(provider="local", model_id="smollm2-135m-instruct")
@@ -225,4 +227,3 @@ def test_works_against_an_endpoint_url(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     assert aws.client("sagemaker").meta.endpoint_url == "http://localhost:4566"
-    assert os.environ["AWS_ENDPOINT_URL"]

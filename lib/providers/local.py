@@ -61,9 +61,8 @@ class LocalProvider(Provider):
 
         say = context.get("progress", print)
         ft = model["finetune"]
-        params = {**local_finetune.DEFAULTS, **ft["parameters"]}
-        params.pop("instance_type", None)
-        params.pop("num_instances", None)
+        params = {**local_finetune.DEFAULTS,
+                  **{k: v for k, v in ft["parameters"].items() if k in local_finetune.DEFAULTS}}
         base = local_model.ensure_converted(model["model_id"], context["cache_root"], say)
         key = hashlib.sha256(json.dumps({
             "base": str(base), "data": _file_digest(ft["train_data_uri"]), "params": params,
@@ -97,8 +96,8 @@ class LocalProvider(Provider):
 
         say = context.get("progress", print)
         artifact = (finetuned or {}).get("artifact")
-        if artifact and (Path(artifact) / "config.json").exists():
-            lm = local_model.LocalLM(artifact)  # a full fine-tune saved a whole model
+        if artifact and (Path(artifact) / "config.json").exists():  # a full fine-tune saved a whole model
+            lm = local_model.load(artifact, context["cache_root"], progress=say)
         else:  # the base model, with a LoRA adapter merged in when there is one
             lm = local_model.load(model["model_id"], context["cache_root"], artifact, say)
         endpoint = LocalEndpoint(lm, model["name"])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULTS = {"method": "lora", "max_steps": 60, "batch_size": 8, "learning_rate": 3e-4,
-            "max_input_length": 64, "seed": 7}
+            "max_input_length": 64, "seed": 7, "max_train_records": None}
 
 
 def chat_examples(tokenizer: Any, pairs: list[tuple[str, str]], max_len: int) -> list[dict[str, list[int]]]:
