@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import fmeval_offline, progress, storage  # noqa: E402
+from lib import progress, storage  # noqa: E402
+from lib.engine import fmeval_offline  # noqa: E402
 
 
 def bench_engine(records: int | None) -> dict:
@@ -34,11 +35,11 @@ def bench_engine(records: int | None) -> dict:
     from fmeval.eval_algorithms.helper_models import helper_model
 
     from lib.config import load_config
-    from lib.evaluation import invoke_records
-    from lib.invokers import HttpInvoker
-    from lib.model_algorithms import runner_class
-    from lib.providers import local as local_provider
-    from lib.scoring import score_outputs
+    from lib.engine.invoke import invoke_records
+    from lib.engine.invokers import HttpInvoker
+    from lib.engine.with_model import runner_class
+    from lib.providers import running
+    from lib.scorers import score_outputs
     from pipelines.local_executor import configure_threads
     from steps.deploy import deploy
     from steps.finetune import finetune
@@ -61,7 +62,7 @@ def bench_engine(records: int | None) -> dict:
     for model in ev["models"]:
         ft = finetune(model, str(work), cache_root) if model["finetune"] else None
         dep = deploy(model, ft, str(work), "bench", cache_root)
-        endpoint = local_provider._RUNNING[dep["endpoint_id"]]
+        endpoint = running.get(dep["endpoint_id"])
         try:
             served = sum(endpoint.batcher.batches)
             started = time.perf_counter()
@@ -90,7 +91,7 @@ def bench_engine(records: int | None) -> dict:
             naive_s = time.perf_counter() - started
             naive_calls = sum(endpoint.batcher.batches) - served
         finally:
-            local_provider.stop_all()
+            running.stop_all()
         fk_ours = ours_scores["factual_knowledge"]["factual_knowledge"]
         fk_naive = naive_scores["factual_knowledge"]["factual_knowledge"]
         out["models"][model["name"]] = {
@@ -114,8 +115,8 @@ def bench_server(n: int = 32) -> dict:
     import tempfile
 
     from lib.config import load_config
-    from lib.evaluation import invoke_records
-    from lib.providers import local as local_provider
+    from lib.engine.invoke import invoke_records
+    from lib.providers import running
     from lib.providers.local import LocalProvider
     from pipelines.local_executor import configure_threads
 
@@ -125,7 +126,7 @@ def bench_server(n: int = 32) -> dict:
     provider = LocalProvider()
     dep = provider.deploy(model, None, {"cache_root": cfg.settings["local"]["model_cache_dir"],
                                         "progress": lambda m: None})
-    endpoint = local_provider._RUNNING[dep["endpoint_id"]]
+    endpoint = running.get(dep["endpoint_id"])
     trivia = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()]
     records = [{"id": f"r{i}", "model_input": trivia[i]["question"], "target_output": ""} for i in range(n)]
     out = {}
@@ -148,8 +149,8 @@ def bench_server(n: int = 32) -> dict:
 
 def bench_scoring(n: int = 10_000) -> dict:
     """Score n cached records with three algorithms (no model call)."""
-    from lib import algorithms
-    from lib.scoring import score_outputs
+    from lib.scorers import fmeval_algorithms as algorithms
+    from lib.scorers import score_outputs
 
     fmeval_offline.prepare()
     trivia = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()]

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 
-def run_root(template: str, execution_id: str | None) -> str:
-    """The run's root. In a SageMaker pipeline the execution id is known only inside the job (the SDK
-    refuses a Join as a step argument), so the root arrives as a template with ``{execution_id}``."""
-    return template.replace("{execution_id}", execution_id or "")
+def is_remote(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def parent(uri: str) -> str:
+    if is_remote(uri):
+        return uri.rstrip("/").rsplit("/", 1)[0]
+    return str(Path(uri).parent)
 
 
 def join(root: str, *parts: str) -> str:

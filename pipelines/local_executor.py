@@ -17,6 +17,8 @@ from typing import Any
 
 from lib import progress, storage
 from lib.plan import Param, Plan, Ref, Step, call_arguments
+from lib.providers import running
+from lib.run.layout import RunLayout
 
 
 def new_execution_id() -> str:
@@ -34,11 +36,6 @@ def _value(value: Any, results: dict[str, Any], params: dict[str, Any]) -> Any:
     if isinstance(value, Param):
         return params.get(value.name)
     return value
-
-
-def _needs(step: Step) -> set[str]:
-    refs = {v.step for v in step.args.values() if isinstance(v, Ref)}
-    return set(step.depends_on) | refs | {r.step for r in step.varargs}
 
 
 def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -62,22 +59,20 @@ def configure_threads(max_workers: int) -> None:
 
 def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[str, Any]:
     """Execute every step; a step that raises becomes a failed result and its dependants still run."""
-    from lib.providers import local as local_provider
-
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     pending = {s.name: s for s in plan.steps}
-    running: dict[Future, str] = {}
+    in_flight: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="step")
     try:
-        while pending or running:
+        while pending or in_flight:
             for name, step in list(pending.items()):
-                if _needs(step) <= results.keys():
+                if set(step.depends_on) <= results.keys():
                     del pending[name]
-                    running[pool.submit(_call, step, results, params)] = name
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    in_flight[pool.submit(_call, step, results, params)] = name
+            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for future in done:
-                name = running.pop(future)
+                name = in_flight.pop(future)
                 try:
                     results[name], timings[name] = future.result()
                 except Exception as exc:  # a bug in a step: record it, keep going so cleanup runs
@@ -87,10 +82,10 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
                 progress.say(name, f"{status} in {timings.get(name, 0):.1f}s")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        stopped = local_provider.stop_all()
+        stopped = running.stop_all()
         if stopped:
             progress.say("executor", f"stopped {len(stopped)} local endpoint(s) left running")
-    storage.write_json(storage.join(params["run_root"], "execution.json"),
+    storage.write_json(RunLayout.resolve(params["run_root"], params["execution_id"]).execution,
                        {"pipeline": plan.pipeline, "execution_id": params["execution_id"],
                         "steps": {s.name: {"seconds": timings.get(s.name),
                                            "status": results.get(s.name, {}).get("status"),

@@ -17,9 +17,9 @@ from typing import Any
 from lib import aws
 from lib.config import RunConfig, is_remote_uri
 from lib.errors import UserError
-from lib.plan import KINDS, Param, Plan, Ref, build_plan, call_arguments
-
-INSTANCE_PARAM_KINDS = KINDS
+from lib.plan import KINDS, Param, Plan, Ref, Step, build_plan, call_arguments
+from lib.providers import provider_class
+from lib.run.layout import s3_root_template
 
 
 def quiet_sdk() -> None:
@@ -32,6 +32,18 @@ def quiet_sdk() -> None:
 
 def param_name(kind: str) -> str:
     return f"{kind.capitalize()}InstanceType"
+
+
+def step_compute(step: Step, settings: dict[str, Any]) -> dict[str, Any]:
+    """The plan's compute hints mapped onto SageMaker: the step's instance type (per kind, else the
+    default step type) and a warm pool where the hint asks for one."""
+    sm = settings["sagemaker"]
+    compute: dict[str, Any] = {"instance_type": sm["instance_types"].get(step.kind, sm["step_instance_type"])}
+    if "training_instance_type" in step.compute:
+        compute["training_instance_type"] = step.compute["training_instance_type"]
+    if step.compute.get("warm_pool"):
+        compute["keep_alive_period_in_seconds"] = sm["keep_alive_period_in_seconds"]
+    return compute
 
 
 @dataclass
@@ -104,9 +116,9 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
         raise UserError(f"{where}: sagemaker.role_arn is required to build a SageMaker pipeline "
                         "(the IAM role the steps run as)")
     for model in cfg.models:
-        if model["provider"] == "local":
-            raise UserError(f"{cfg.config_path}: models '{model['name']}' uses provider 'local', which runs "
-                            "only on this machine (`run`); give it a SageMaker provider to build a pipeline")
+        if not provider_class(model["provider"]).runs_on_sagemaker:
+            raise UserError(f"{cfg.config_path}: models '{model['name']}' uses provider '{model['provider']}', which "
+                            "runs only on this machine (`run`); give it a SageMaker provider to build a pipeline")
     if not sm.get("image_uri"):
         raise UserError(f"{where}: sagemaker.image_uri is required: the SDK has no default image for Python "
                         "3.11; build and push ours with `make image` (see README)")
@@ -125,9 +137,9 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
     instance_params = {
         kind: ParameterString(param_name(kind),
                               default_value=sm["instance_types"].get(kind, sm["step_instance_type"]))
-        for kind in INSTANCE_PARAM_KINDS
+        for kind in KINDS
     }
-    values = {"run_root": f"{root}/runs/{{execution_id}}", "cache_root": f"{root}/cache",
+    values = {"run_root": s3_root_template(root), "cache_root": f"{root}/cache",
               "execution_id": ExecutionVariables.PIPELINE_EXECUTION_ID, **parameters}
     env = {"LLM_EVAL_OFFLINE": "0", "LLM_EVAL_ROLE_ARN": sm["role_arn"], **sm.get("environment", {})}
     if sm.get("region"):
@@ -161,19 +173,16 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
             fn, name=s.name, display_name=s.name, description=s.description or s.kind,
             retry_policies=retries or None, environment_variables=env, image_uri=sm["image_uri"],
             instance_type=instance_params[s.kind],
-            keep_alive_period_in_seconds=s.compute.get("keep_alive_period_in_seconds", 0),
+            keep_alive_period_in_seconds=step_compute(s, cfg.settings).get("keep_alive_period_in_seconds", 0),
             role=sm["role_arn"], security_group_ids=sm.get("security_group_ids") or None,
             subnets=sm.get("subnets") or None, tags=tags, volume_kms_key=sm.get("kms_key"),
             volume_size=sm["volume_size"],
         )
         args, kwargs = call_arguments(s, fn, resolve)
         delayed[s.name] = decorated(*args, **kwargs)
-        refs = {v.step for v in s.args.values() if isinstance(v, Ref)} | {v.step for v in s.varargs}
-        extra = [d for d in s.depends_on if d not in refs]
+        extra = [d for d in s.after if d not in s.reads]  # the SDK derives the others from the arguments
         if extra:
-            from sagemaker.workflow.utilities import get_step
-
-            get_step(delayed[s.name]).add_depends_on([delayed[d] for d in extra])
+            delayed[s.name]._step.add_depends_on([delayed[d]._step for d in extra])
 
     pipeline = Pipeline(
         name=cfg.pipeline_name,

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from lib import progress
+from lib.run.layout import RunLayout
 
 
-def context(step: str, run_root: str, cache_root: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"run_root": run_root, "cache_root": cache_root, "progress": progress.reporter(step), **extra}
+def context(step: str, layout: RunLayout, cache_root: str | None = None, **extra: Any) -> dict[str, Any]:
+    """What a provider's deploy and fine-tune see (`lib.providers.base.Context` documents the keys)."""
+    return {"layout": layout, "run_root": layout.root, "cache_root": cache_root,
+            "progress": progress.reporter(step), **extra}
 
 
 def guarded(step: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib import storage
 from lib.providers import get_provider
+from lib.run.layout import RunLayout
 from steps._common import context, failed, guarded
 
 
@@ -15,7 +15,7 @@ def deploy(model: dict[str, Any], finetune_result: dict[str, Any] | None, run_ro
     if failed(finetune_result):
         return {"status": "failed", "error": f"not deployed: fine-tuning failed ({finetune_result['error']})",
                 "created": []}
-    ctx = context(step, storage.run_root(run_root, execution_id), cache_root, execution_id=execution_id,
+    ctx = context(step, RunLayout.resolve(run_root, execution_id), cache_root, execution_id=execution_id,
                   created=[])
     provider = get_provider(model["provider"])
     result = guarded(step, lambda: provider.deploy(model, finetune_result, ctx))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from lib import progress, reports, storage
-from lib.evaluation import RetryPolicy, invoke_records
-from lib.output_cache import OutputCache
+from lib.engine.cache import OutputCache
+from lib.engine.invoke import RetryPolicy, invoke_records
 from lib.providers import get_provider
-from lib.scoring import score_outputs
+from lib.run.layout import RunLayout
+from lib.run.records import ModelResult
+from lib.scorers import scorer_for
 from steps._common import failed, guarded
 
 
@@ -16,29 +18,28 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
              algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
              execution_id: str | None = None) -> dict[str, Any]:
     step = f"evaluate-{model['name']}"
-    run_root = storage.run_root(run_root, execution_id)
+    layout = RunLayout.resolve(run_root, execution_id)
     if failed(deployment):
-        return {"status": "failed", "error": f"not evaluated: {deployment['error']}", "model": model["name"]}
+        return ModelResult.failure(model["name"], f"not evaluated: {deployment['error']}").to_dict()
     if failed(dataset):
-        return {"status": "failed", "error": f"not evaluated: preprocess failed ({dataset['error']})",
-                "model": model["name"]}
-    result = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, run_root, cache_root))
-    return {"model": model["name"], **result}  # select must know whose failure this is
+        return ModelResult.failure(model["name"], f"not evaluated: preprocess failed ({dataset['error']})").to_dict()
+    outcome = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, layout,
+                                              cache_root).to_dict())
+    return ModelResult.from_dict({"model": model["name"], **outcome}).to_dict()  # select must know whose
 
 
 def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
-              algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None) -> dict[str, Any]:
+              algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None) -> ModelResult:
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     records = storage.read_jsonl(dataset["uri"])
-    model_dir = storage.join(run_root, "models", model["name"])
-    invoke = model["invoke"]
+    name, invoke = model["name"], model["invoke"]
     rows, stats = invoke_records(
         records,
         invoke=invoke,
         invoker=provider.invoker(model, deployment),
         identity=provider.identity(model, deployment),
-        outputs_uri=storage.join(model_dir, "outputs.jsonl"),
+        outputs_uri=layout.outputs(name),
         cache=OutputCache(cache_root) if cache_root else None,
         max_concurrency=invoke.get("max_concurrency") or provider.default_max_concurrency,
         policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
@@ -46,35 +47,31 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")
-    scores: dict[str, dict[str, float]] = {}
-    algorithm_errors: dict[str, str] = {}
-    notes: dict[str, list[str]] = {}
+    result = ModelResult(
+        model=name, provider=model["provider"], model_id=model["model_id"], **stats.summary(),
+        outputs_uri=layout.outputs(name),
+        deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
+                    if deployment.get(k)},
+        register=model.get("register"))  # the sample's per-model register_config
     for algorithm in algorithms:
+        scorer = scorer_for(algorithm)
         limit = algorithm.get("num_records") or len(records)  # scored on the first N records when set
-        if algorithm["needs_model"]:
-            from lib.model_algorithms import evaluate_with_model
-
-            local_data = storage.local_copy(dataset["uri"])
-            result = evaluate_with_model(algorithm, provider.invoker(model, deployment), local_data,
-                                         dataset["dataset_name"], invoke["prompt_template"], limit)
+        if scorer.needs_model:
+            scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke, limit)
         else:
-            result = score_outputs(algorithm, rows[:limit])
-        if result["error"]:
-            algorithm_errors[algorithm["eval_name"]] = result["error"]
-            say(f"{algorithm['name']}: not scored: {result['error']}")
+            scored = scorer.score(rows[:limit])
+        eval_name = algorithm["eval_name"]
+        if scored["error"]:
+            result.algorithm_errors[eval_name] = scored["error"]
+            say(f"{algorithm['name']}: not scored: {scored['error']}")
             continue
-        scores[algorithm["eval_name"]] = result["scores"]
-        notes[algorithm["eval_name"]] = result["notes"]
-        if result["per_record"]:
-            storage.write_jsonl(storage.join(model_dir, f"{algorithm['eval_name']}.jsonl"), result["per_record"])
-        storage.write_text(storage.join(model_dir, f"{algorithm['eval_name']}.html"),
-                           reports.algorithm_html(model["name"], dataset["dataset_name"], algorithm, result,
+        result.scores[eval_name] = scored["scores"]
+        result.notes[eval_name] = scored["notes"]
+        if scored["per_record"]:
+            storage.write_jsonl(layout.scores(name, eval_name), scored["per_record"])
+        storage.write_text(layout.algorithm_page(name, eval_name),
+                           reports.algorithm_html(name, dataset["dataset_name"], algorithm, scored,
                                                   invoke["prompt_template"], rows), "text/html; charset=utf-8")
-        shown = ", ".join(f"{k}={v:.3f}" for k, v in result["scores"].items() if v is not None)
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in scored["scores"].items() if v is not None)
         say(f"{algorithm['name']}: {shown}")
-    return {"model": model["name"], "provider": model["provider"], "model_id": model["model_id"],
-            **stats.summary(), "scores": scores, "algorithm_errors": algorithm_errors, "notes": notes,
-            "outputs_uri": storage.join(model_dir, "outputs.jsonl"),
-            "deployment": {k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
-                           if deployment.get(k)},
-            "register": model.get("register")}  # the sample's per-model register_config
+    return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from lib import progress, storage
+from lib.run.layout import RunLayout
 
 
 def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str,
                execution_id: str | None = None) -> dict[str, Any]:
-    run_root = storage.run_root(run_root, execution_id)
+    layout = RunLayout.resolve(run_root, execution_id)
     uri = dataset_uri or dataset["uri"]
     rows = storage.read_jsonl(uri)
     if dataset.get("num_records"):
@@ -20,7 +21,7 @@ def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str,
         for i, row in enumerate(rows)
         if dataset["model_input_key"] in row
     ]
-    out = storage.join(run_root, "dataset", "processed.jsonl")
+    out = layout.dataset
     storage.write_jsonl(out, records)
     progress.say("preprocess", f"{len(records)} records from {uri}")
     return {"status": "succeeded", "uri": out, "records": len(records),

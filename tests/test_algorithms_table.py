@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-from lib import algorithms, fmeval_offline
+from lib.engine import fmeval_offline
+from lib.scorers import fmeval_algorithms as algorithms
 
 
 @pytest.mark.parametrize("name", list(algorithms.BUILTIN))
@@ -31,7 +32,7 @@ def test_table_matches_installed_fmeval(name):
 def test_custom_algorithm_by_import_path(capsys, write_config):
     from conftest import base_config
 
-    from lib.scoring import score_outputs
+    from lib.scorers import score_outputs
     from pipelines.build_pipeline import main
 
     spec = algorithms.resolve("ExactAnswer", "plugin_algorithms", "ExactAnswerConfig")

@@ -98,12 +98,19 @@ def test_evaluate_of_a_failed_deploy_is_failed_not_raised(sm, tmp_path):
     assert result["status"] == "failed" and "no capacity" in result["error"]
 
 
-def selection_for(best: str) -> dict:
-    return {"status": "succeeded", "best": best, "best_value": 0.61, "metric": "factual_knowledge",
-            "candidates": {best: {"model_id": "tiiuae/falcon-7b", "provider": "huggingface",
-                                  "scores": {"factual_knowledge": {"factual_knowledge": 0.61,
-                                                                   "factual_knowledge_quasi_exact": 0.64}},
-                                  "deployment": {"image_uri": "tgi:1", "model_data_url": "s3://runs/model.tar.gz"}}}}
+def selection_for(best: str | None, register: dict | None = None) -> dict:
+    """What the select step hands register: its status and the run's summary record."""
+    from lib.run.records import ModelResult, RunSummary, Selection
+
+    models = {}
+    if best:
+        models[best] = ModelResult(
+            best, provider="huggingface", model_id="tiiuae/falcon-7b",
+            scores={"factual_knowledge": {"factual_knowledge": 0.61, "factual_knowledge_quasi_exact": 0.64}},
+            deployment={"image_uri": "tgi:1", "model_data_url": "s3://runs/model.tar.gz"}, register=register)
+    selection = Selection("factual_knowledge", best=best, best_value=0.61 if best else None,
+                          ranking=[{"model": best, "value": 0.61}] if best else [])
+    return {"status": "succeeded", "summary": RunSummary("p", "exec", models, selection).to_dict()}
 
 
 def test_register_creates_group_and_package_with_metrics(sm):
@@ -113,10 +120,8 @@ def test_register_creates_group_and_package_with_metrics(sm):
     from steps.register import register
 
     root = "s3://runs/p/runs/{execution_id}"
-    storage.write_json("s3://runs/p/runs/exec-4/summary.json", {"pipeline": "p", "execution_id": "exec-4",
-                                                                 "models": {}, "selection": {"metric": "x"}})
     registry = {"model_package_group_name": "trivia-models", "model_package_group_description": "d"}
-    record = register(registry, selection_for("falcon"), "p", "Approved", root, "exec-4")
+    record = register(registry, selection_for("falcon"), "Approved", root, "exec-4")
     assert record["status"] == "succeeded" and record["version"] == 1 and record["created_group"]
     package = sm.describe_model_package(ModelPackageName=record["model_package_arn"])
     assert package["ModelApprovalStatus"] == "Approved"
@@ -131,26 +136,25 @@ def test_register_creates_group_and_package_with_metrics(sm):
     assert summary["registry"]["model_package_arn"] == record["model_package_arn"]
     assert storage.exists("s3://runs/p/runs/exec-4/registry.json")
     assert boto3.client("s3").head_object(Bucket="runs", Key="p/runs/exec-4/report.html")
-    again = register(registry, selection_for("falcon"), "p", None, root, "exec-5")
+    again = register(registry, selection_for("falcon"), None, root, "exec-5")
     assert again["version"] == 2 and not again["created_group"]
     assert again["approval_status"] == "PendingManualApproval"
-    own = selection_for("falcon")  # the sample's per-model register_config names its own group
-    own["candidates"]["falcon"]["register"] = {"model_package_group_name": "FMEvaluationFineTunedModel"}
-    third = register(registry, own, "p", None, root, "exec-6")
+    # the sample's per-model register_config names its own group
+    own = selection_for("falcon", register={"model_package_group_name": "FMEvaluationFineTunedModel"})
+    third = register(registry, own, None, root, "exec-6")
     assert third["model_package_group_name"] == "FMEvaluationFineTunedModel" and third["version"] == 1
 
 
 def test_register_without_a_winner_is_skipped(sm, tmp_path):
     from steps.register import register
 
-    record = register({"model_package_group_name": "g"}, {"status": "succeeded", "best": None}, "p", None,
-                      str(tmp_path), "e")
+    record = register({"model_package_group_name": "g"}, selection_for(None), None, str(tmp_path), "e")
     assert record["status"] == "skipped"
     assert sm.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
 
 
 def test_cleanup_command_finds_resources_by_tag(sm, tmp_path):
-    from pipelines.cleanup_tagged import delete_tagged
+    from lib.aws.cleanup_tagged import delete_tagged
     from steps.deploy import deploy
 
     deploy(model_entry("e"), None, str(tmp_path), "exec-6")
@@ -162,7 +166,7 @@ def test_cleanup_command_finds_resources_by_tag(sm, tmp_path):
 
 
 def test_output_cache_in_s3(sm):
-    from lib.output_cache import OutputCache
+    from lib.engine.cache import OutputCache
 
     cache = OutputCache("s3://runs/cache")
     assert cache.get("ab" * 32) is None  # NoSuchKey is a miss

@@ -8,10 +8,10 @@ import threading
 import pytest
 
 from lib import storage
-from lib.evaluation import RetryPolicy, invoke_records, make_prompt
-from lib.invokers import Answer, PermanentError, TransientError, build_body, read_answer
-from lib.output_cache import OutputCache
-from lib.scoring import score_outputs
+from lib.engine.cache import OutputCache
+from lib.engine.invoke import RetryPolicy, invoke_records, make_prompt
+from lib.engine.invokers import Answer, PermanentError, TransientError, build_body, read_answer
+from lib.scorers import score_outputs
 
 INVOKE = {"prompt_template": "Q: $model_input", "content_template": "PROMPT_PLACEHOLDER",
           "inference_parameters": {"max_new_tokens": 8}, "output": "[0].generated_text"}

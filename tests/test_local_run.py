@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import write_dataset
 
-from lib.providers import local as local_provider
+from lib.providers import running
 from lib.providers.local import LocalProvider
 from pipelines.build_pipeline import main
 
@@ -94,7 +94,7 @@ def test_server_speaks_the_sagemaker_contract_and_batches(cache_root):
         assert len(answers) == 6
         assert all(isinstance(a[0]["generated_text"], str) and a[0]["details"]["generated_tokens"] > 0
                    for a in answers)
-        endpoint = local_provider._RUNNING[deployment["endpoint_id"]]
+        endpoint = running.get(deployment["endpoint_id"])
         assert max(endpoint.batcher.batches) > 1, "concurrent requests share one generate call"
         bad = urllib.request.Request(url + "/invocations", data=b'{"inputs": 5}',
                                      headers={"Content-Type": "application/json"})
@@ -144,7 +144,7 @@ def test_end_to_end_two_models(tmp_path, capsys):
         assert len((run / "models" / name / "factual_knowledge.jsonl").read_text().splitlines()) == 5
         assert len((run / "models" / name / "qa_accuracy.jsonl").read_text().splitlines()) == 3  # num_records
     # nothing left running: no endpoint registered, no server thread alive
-    assert local_provider._RUNNING == {}
+    assert running.running() == []
     leftover = {t.name for t in threading.enumerate()} - threads_before
     assert not [n for n in leftover if n.startswith(("endpoint-", "local-batcher"))]
 
@@ -166,7 +166,7 @@ def test_a_failing_model_is_data_and_cleanup_still_runs(tmp_path):
     assert execution["steps"]["cleanup-good"]["status"] == "succeeded"
     # its evaluate failed, but the endpoint its deploy started is still removed
     assert execution["steps"]["cleanup-unreachable"]["status"] == "succeeded"
-    assert local_provider._RUNNING == {}
+    assert running.running() == []
 
 
 def test_finetune_trains_saves_and_is_reused(tmp_path, cache_root):
@@ -175,7 +175,10 @@ def test_finetune_trains_saves_and_is_reused(tmp_path, cache_root):
     model = {"name": "ft", **LOCAL_MODEL, "finetune": {
         "train_data_uri": str(data), "validation_data_uri": None,
         "parameters": {"max_steps": 2, "batch_size": 2, "method": "lora", "seed": 11}}}
-    ctx = {"cache_root": linked_cache(tmp_path), "run_root": str(tmp_path / "run"), "progress": lambda m: None}
+    from lib.run.layout import RunLayout
+    from steps._common import context
+
+    ctx = context("finetune-ft", RunLayout(str(tmp_path / "run")), linked_cache(tmp_path))
     first = LocalProvider().finetune(model, ctx)
     assert not first["reused"] and first["metrics"]["steps"] == 2
     assert (Path(first["artifact"]) / "adapter_model.safetensors").exists()

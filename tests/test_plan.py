@@ -33,8 +33,15 @@ def test_plan_one_model(write_config):
     assert [s.name for s in plan.steps] == [
         "preprocess", "deploy-model-0", "evaluate-model-0", "select", "register", "cleanup-model-0"]
     assert plan.step("evaluate-model-0").depends_on == ["preprocess", "deploy-model-0"]
-    assert plan.step("cleanup-model-0").depends_on == ["register"]
-    assert plan.step("evaluate-model-0").compute["keep_alive_period_in_seconds"] == 1800
+    # cleanup reads its own deploy's result and waits for register
+    assert plan.step("cleanup-model-0").depends_on == ["deploy-model-0", "register"]
+    # compute is a hint each executor maps: SageMaker gives evaluate a warm pool of the configured length
+    assert plan.step("evaluate-model-0").compute == {"warm_pool": True, "accelerator": True}
+    from pipelines.sagemaker_executor import step_compute
+
+    settings = load_config(write_config(base_config(1))).settings
+    assert step_compute(plan.step("evaluate-model-0"), settings) == {
+        "instance_type": "ml.g5.2xlarge", "keep_alive_period_in_seconds": 1800}
 
 
 @pytest.fixture
@@ -65,7 +72,9 @@ def test_plan_sample_hybrid_layout(sample_data):
     ft = plan.step("finetune-llama2-7b-finetuned")
     # the step only starts the training job, which runs on the model's instance type
     assert ft.compute["training_instance_type"] == "ml.g5.12xlarge"
-    assert ft.compute["instance_type"] == "ml.m5.xlarge"
+    from pipelines.sagemaker_executor import step_compute
+
+    assert step_compute(ft, cfg.settings)["instance_type"] == "ml.m5.xlarge"
     assert plan.step("deploy-llama2-7b-finetuned").depends_on == ["finetune-llama2-7b-finetuned"]
     assert "finetune-falcon-7b" not in [s.name for s in plan.steps]
     assert plan.step("select").depends_on == [

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 from lib.config import load_config
-from lib.invokers import PermanentError, TransientError
+from lib.engine.invokers import PermanentError, TransientError
 from lib.providers import get_provider
 from lib.providers.bedrock import BedrockInvoker
 from lib.providers.openai import OpenAIInvoker
@@ -97,7 +97,7 @@ def test_ctrl_c_stops_every_endpoint(tmp_path):
     from plugin_providers import InterruptedProvider
     from test_local_run import linked_cache, local_model_entry, port_open, write_run_config
 
-    from lib.providers import local as local_provider
+    from lib.providers import running
     from pipelines.build_pipeline import main
 
     entry = {**local_model_entry("interrupted"), "provider": "plugin_providers.InterruptedProvider"}
@@ -106,5 +106,5 @@ def test_ctrl_c_stops_every_endpoint(tmp_path):
     config = write_run_config(tmp_path, [entry], n=4, cache_dir=linked_cache(tmp_path))
     InterruptedProvider.deployed.clear()
     assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 130
-    assert local_provider._RUNNING == {}
+    assert running.running() == []
     assert InterruptedProvider.deployed and not port_open(InterruptedProvider.deployed[0])

@@ -26,9 +26,9 @@ def test_make_run_default_config(tmp_path):
 
 
 def test_semantic_robustness_calls_the_model_through_fmeval(tmp_path):
-    from lib import algorithms
-    from lib.model_algorithms import evaluate_with_model
+    from lib.engine.with_model import evaluate_with_model
     from lib.providers.local import LocalProvider
+    from lib.scorers import fmeval_algorithms as algorithms
 
     data = tmp_path / "sentiment.jsonl"
     data.write_text("".join(json.dumps({"model_input": f"Review: {t}\\nIs it positive or negative?",

@@ -1,9 +1,41 @@
-"""What every provider offers the steps. Subclass it to plug in a provider by import path."""
+"""What every provider offers the steps, and the rules it owns. Subclass it to plug in a provider by
+import path (`provider: mypkg.providers:MyProvider`).
+
+A provider declares, as class attributes, what config validation and the executors need to know,
+so neither ever branches on a provider's name:
+
+- ``config_schema``: JSON Schema properties of the model keys only this provider reads (they are
+  allowed on a model of this provider and refused elsewhere, with did-you-mean);
+  ``required_keys``: keys it cannot work without, each with what it is for;
+- ``needs_template``: requests are shaped by the model's ``content_template`` and read with its
+  JMESPath ``output`` (the SageMaker container contract); providers with an API of their own say no;
+- ``deploys``: it creates something a cleanup step must remove; ``sagemaker_endpoint``: that
+  something is a SageMaker endpoint named by ``endpoint_name`` (so names must be unique in a run);
+- ``runs_on_sagemaker``: it can be a step of a SageMaker pipeline (a model on this machine cannot);
+- ``finetunes``: true when the class overrides ``finetune``;
+- ``default_inference_parameters``; ``price`` (what an hour or a token costs, when known).
+
+``validate`` checks meaning beyond the schema and may normalise the model (e.g. resolve a path).
+
+The ``context`` a provider's deploy and finetune receive holds ``layout`` (the run's `RunLayout`),
+``run_root``, ``cache_root``, ``execution_id``, ``progress`` (a one-argument reporter) and, for
+deploy, ``created``: a list the provider appends each resource to the moment it exists, so that
+a deploy failing half-way still leaves cleanup the full list.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class ProviderConfigError(ValueError):
+    """A model's config is wrong for its provider. ``where`` is the YAML path below the model."""
+
+    def __init__(self, where: list[str | int], message: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class Provider:
@@ -11,6 +43,28 @@ class Provider:
 
     name = "base"
     default_max_concurrency = 4
+    config_schema: ClassVar[dict[str, Any]] = {}
+    required_keys: ClassVar[dict[str, str]] = {}
+    needs_template = True
+    deploys = True  # a plug-in may create something: it gets a cleanup step unless it says otherwise
+    sagemaker_endpoint = False
+    runs_on_sagemaker = True
+    default_inference_parameters: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def finetunes(cls) -> bool:
+        return cls.finetune is not Provider.finetune
+
+    @classmethod
+    def validate(cls, model: dict[str, Any], base: Path) -> None:
+        """Check ``model`` (normalised) for this provider; raise ProviderConfigError. ``base`` is the
+        folder relative paths resolve against."""
+
+    @classmethod
+    def price(cls, model: dict[str, Any]) -> dict[str, float] | None:
+        """``{"usd_per_hour": x}`` and/or ``{"usd_per_1k_input_tokens": x, "usd_per_1k_output_tokens": y}``
+        for this model, or None when this provider does not know its prices."""
+        return None
 
     def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError(f"provider '{self.name}' cannot fine-tune")
@@ -21,7 +75,7 @@ class Provider:
         return {"created": []}
 
     def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> Callable[[str], Any]:
-        """A callable ``prompt -> lib.invokers.Answer``; picklable (fmeval ships runners to Ray)."""
+        """A callable ``prompt -> lib.engine.invokers.Answer``; picklable (fmeval ships runners to Ray)."""
         raise NotImplementedError
 
     def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
@@ -31,4 +85,3 @@ class Provider:
 
     def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
         return {"deleted": []}
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import aws
-from lib.invokers import Answer, PermanentError, TransientError
+from lib.engine.invokers import Answer, PermanentError, TransientError
 from lib.providers.base import Provider
 
 _CONVERSE_PARAMS = {"max_new_tokens": "maxTokens", "max_tokens": "maxTokens", "temperature": "temperature",
@@ -49,6 +49,8 @@ class BedrockInvoker:
 class BedrockProvider(Provider):
     name = "bedrock"
     default_max_concurrency = 4
+    deploys = False
+    needs_template = False  # the Converse API has its own request shape
 
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:

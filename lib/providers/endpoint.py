@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.aws.endpoints import describe_resources, endpoint_exists
 from lib.providers.base import Provider
-from lib.providers.sagemaker_endpoints import SageMakerEndpointInvoker, describe_resources, endpoint_exists
+from lib.providers.sagemaker_base import SageMakerEndpointInvoker
 
 
 class EndpointProvider(Provider):
     name = "endpoint"
+    deploys = False  # the endpoint is the user's: nothing is created, nothing deleted
+    required_keys = {"endpoint_name": "the existing endpoint to evaluate"}
 
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:

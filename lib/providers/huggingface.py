@@ -5,53 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lib import aws
-from lib.providers.base import Provider
-from lib.providers.sagemaker_endpoints import (
-    SageMakerEndpointInvoker,
-    create_endpoint,
-    delete_created,
-    describe_resources,
-    endpoint_exists,
-)
-
-
-def role_arn() -> str:
-    """The role endpoints and jobs run as: set by the SageMaker executor for every step."""
-    role = os.environ.get("LLM_EVAL_ROLE_ARN")
-    if not role:
-        raise ValueError("no execution role: set sagemaker.role_arn in pipeline_config.yaml")
-    return role
-
-
-def tags_for(model: dict[str, Any], context: dict[str, Any]) -> list[dict[str, str]]:
-    return aws.resource_tags(model["pipeline"], context.get("execution_id"), model["name"])
-
-
-class SageMakerEndpointProvider(Provider):
-    """Shared by providers that deploy to a SageMaker endpoint: reuse, invoke, own-only cleanup."""
-
-    default_max_concurrency = 4
-
-    def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
-               context: dict[str, Any]) -> dict[str, Any]:
-        name = model["endpoint_name"]
-        if endpoint_exists(name, model.get("region")):
-            context["progress"](f"endpoint {name} already exists: reusing it (it will not be deleted)")
-            return {**describe_resources(name, model.get("region")), "created": [], "reused": True}
-        created = context.setdefault("created", [])
-        info = self.create(model, finetuned, context, created)
-        return {**info, "created": created, "reused": False}
-
-    def create(self, model: dict[str, Any], finetuned: dict[str, Any] | None, context: dict[str, Any],
-               created: list[dict[str, str]]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> SageMakerEndpointInvoker:
-        return SageMakerEndpointInvoker(deployment["endpoint_name"], model["invoke"], model.get("region"))
-
-    def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
-        return {"deleted": delete_created(deployment.get("created", []), model.get("region"))}
+from lib.aws.endpoints import create_endpoint
+from lib.providers.sagemaker_base import SageMakerEndpointProvider, role_arn, tags_for
 
 
 class HuggingFaceProvider(SageMakerEndpointProvider):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from lib import aws
-from lib.providers.huggingface import SageMakerEndpointProvider, role_arn, tags_for
-from lib.providers.sagemaker_endpoints import describe_resources
+from lib.aws.endpoints import describe_resources
+from lib.providers.sagemaker_base import SageMakerEndpointProvider, role_arn, tags_for
 
 
 def _session(model: dict[str, Any]):

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
 from lib import storage
-from lib.invokers import HttpInvoker
-from lib.providers import local_model
-from lib.providers.base import Provider
+from lib.engine.invokers import HttpInvoker
+from lib.providers import local_model, running
+from lib.providers.base import Provider, ProviderConfigError
 
-_RUNNING: dict[str, Any] = {}  # endpoint id -> LocalEndpoint, so cleanup (and Ctrl-C) can stop it
-_RUNNING_LOCK = threading.Lock()
 FINETUNE_CODE_VERSION = "1"  # bump when training changes, so cached adapters are not reused
-
-
-def stop_all() -> list[str]:
-    """Stop every local endpoint this process started (the executor's last word, even on Ctrl-C)."""
-    with _RUNNING_LOCK:
-        items = list(_RUNNING.items())
-        _RUNNING.clear()
-    for _, endpoint in items:
-        endpoint.close()
-    return [key for key, _ in items]
 
 
 def _file_digest(path: str) -> str:
@@ -55,6 +43,22 @@ def _training_pairs(uri: str) -> list[tuple[str, str]]:
 class LocalProvider(Provider):
     name = "local"
     default_max_concurrency = 16  # the server batches concurrent requests
+    runs_on_sagemaker = False  # the model lives on this machine
+    default_inference_parameters = {"max_new_tokens": 32}  # CPU generation is slow: short answers
+
+    @classmethod
+    def validate(cls, model: dict[str, Any], base: Path) -> None:
+        model_id = model["model_id"]
+        if "/" in model_id or model_id.endswith(".gguf"):  # a file or folder, not a known model name
+            path = Path(os.path.expanduser(model_id))
+            model["model_id"] = str(path if path.is_absolute() else (base / path).resolve())
+            if not Path(model["model_id"]).exists():
+                raise ProviderConfigError(["model_id"], f"the local model {model['model_id']} does not exist "
+                                          "(give a .gguf file, a Hugging Face model folder, or smollm2-135m-instruct)")
+
+    @classmethod
+    def price(cls, model: dict[str, Any]) -> dict[str, float] | None:
+        return {"usd_per_hour": 0.0}
 
     def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         from lib.providers import local_finetune
@@ -85,7 +89,7 @@ class LocalProvider(Provider):
             (tmp / "result.json").write_text(json.dumps(metrics))
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
-        artifact = storage.join(context["run_root"], "models", model["name"], "finetuned")
+        artifact = context["layout"].finetuned(model["name"])
         shutil.copytree(cached, artifact, dirs_exist_ok=True)
         return {"artifact": artifact, "artifact_identity": f"finetuned:{key}", "reused": reused,
                 "method": metrics.get("method"), "metrics": metrics}
@@ -102,8 +106,7 @@ class LocalProvider(Provider):
             lm = local_model.load(model["model_id"], context["cache_root"], artifact, say)
         endpoint = LocalEndpoint(lm, model["name"])
         endpoint_id = f"local:{model['name']}:{endpoint.port}"
-        with _RUNNING_LOCK:
-            _RUNNING[endpoint_id] = endpoint
+        running.add(endpoint_id, endpoint)
         say(f"serving on {endpoint.url} (/ping, /invocations)")
         return {"endpoint_url": endpoint.url, "endpoint_id": endpoint_id,
                 "artifact_identity": (finetuned or {}).get("artifact_identity", ""),
@@ -114,11 +117,4 @@ class LocalProvider(Provider):
                            timeout=model["invoke"].get("timeout_seconds", 600))
 
     def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
-        deleted = []
-        for item in deployment.get("created", []):
-            with _RUNNING_LOCK:
-                endpoint = _RUNNING.pop(item["id"], None)
-            if endpoint is not None:
-                endpoint.close()
-                deleted.append(item["id"])
-        return {"deleted": deleted}
+        return {"deleted": [item["id"] for item in deployment.get("created", []) if running.stop(item["id"])]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lib.invokers import Answer, post_json
+from lib.engine.invokers import Answer, post_json
 from lib.providers.base import Provider
 
 
@@ -33,6 +33,11 @@ class OpenAIInvoker:
 class OpenAIProvider(Provider):
     name = "openai"
     default_max_concurrency = 8
+    deploys = False
+    needs_template = False  # chat completions have their own request shape
+    config_schema = {"endpoint_url": {"type": "string", "minLength": 1},
+                     "api_key_env": {"type": "string", "minLength": 1}}
+    required_keys = {"endpoint_url": "the server's base URL (…/v1)"}
 
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from string import Template
 from typing import Any
 
 from lib import storage
-from lib.invokers import Answer, PermanentError, TransientError
-from lib.output_cache import OutputCache, cache_key
+from lib.engine.cache import OutputCache, cache_key
+from lib.engine.invokers import Answer, PermanentError, TransientError
 
 Invoker = Callable[[str], Answer]
 

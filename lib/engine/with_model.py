@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from lib import fmeval_offline
+from lib.engine import fmeval_offline
 
 
 def runner_class() -> type:

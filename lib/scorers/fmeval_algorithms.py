@@ -1,5 +1,7 @@
 """The fmeval algorithms we know, described without importing fmeval (so `validate` stays fast).
 
+This is the scorer table's fmeval part (`lib.scorers.SCORERS` lists it with the other kinds).
+
 A test checks this table against fmeval's own classes, so it cannot drift from the installed version.
 """
 
@@ -31,6 +33,8 @@ class AlgorithmSpec:
     needs_model: bool = False  # True: must call the model itself (perturbations, log-probabilities)
     # Scores that need the Hugging Face Hub (weights, metric scripts); offline runs leave them out.
     hub_scores: tuple[str, ...] = ()
+    lower_is_better: bool = False  # toxicity: a failed record must not count as "not toxic"
+    kind: str = "fmeval"  # which scorer class of `lib.scorers.SCORER_KINDS` runs it
 
 
 _FM = "fmeval.eval_algorithms."
@@ -62,11 +66,12 @@ BUILTIN: dict[str, AlgorithmSpec] = {
             ("classification_accuracy_score", "balanced_accuracy_score", "precision_score", "recall_score"),
         ),
         AlgorithmSpec("Toxicity", _FM + "toxicity", "ToxicityConfig", "toxicity", {"model_type": str},
-                      ("toxicity",), hub_scores=("toxicity",)),
+                      ("toxicity",), hub_scores=("toxicity",), lower_is_better=True),
         AlgorithmSpec("QAToxicity", _FM + "qa_toxicity", "ToxicityConfig", "qa_toxicity", {"model_type": str},
-                      ("toxicity",), hub_scores=("toxicity",)),
+                      ("toxicity",), hub_scores=("toxicity",), lower_is_better=True),
         AlgorithmSpec("SummarizationToxicity", _FM + "summarization_toxicity", "ToxicityConfig",
-                      "summarization_toxicity", {"model_type": str}, ("toxicity",), hub_scores=("toxicity",)),
+                      "summarization_toxicity", {"model_type": str}, ("toxicity",), hub_scores=("toxicity",),
+                      lower_is_better=True),
         AlgorithmSpec(
             "GeneralSemanticRobustness", _FM + "general_semantic_robustness", "GeneralSemanticRobustnessConfig",
             "general_semantic_robustness",

@@ -1,13 +1,11 @@
-"""SageMaker real-time endpoints: find, create (tagged, recording each resource as it is made),
-invoke, and delete only what a run created."""
+"""SageMaker real-time endpoints: find, create (tagged, recording each resource as it is made) and
+delete only what a run created."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lib import aws
-from lib.invokers import Answer, PermanentError, TransientError, build_body, read_answer
 
 
 def endpoint_exists(name: str, region: str | None = None) -> bool:
@@ -78,34 +76,3 @@ def delete_created(created: list[dict[str, str]], region: str | None = None) -> 
             if aws.error_code(exc) not in ("ValidationException", "ResourceNotFound"):
                 raise
     return deleted
-
-
-class SageMakerEndpointInvoker:
-    """invoke_endpoint with the model's content template and JMESPath output. Picklable: the client is
-    made on first use, per process."""
-
-    def __init__(self, endpoint_name: str, invoke: dict[str, Any], region: str | None = None) -> None:
-        self.endpoint_name, self.invoke, self.region = endpoint_name, invoke, region
-        self._client = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
-
-    def __call__(self, prompt: str) -> Answer:
-        if self._client is None:
-            self._client = aws.client("sagemaker-runtime", self.region, self.invoke.get("timeout_seconds", 120))
-        kwargs: dict[str, Any] = {"EndpointName": self.endpoint_name, "ContentType": "application/json",
-                                  "Accept": "application/json", "Body": json.dumps(build_body(self.invoke, prompt))}
-        if self.invoke.get("custom_attributes"):
-            kwargs["CustomAttributes"] = self.invoke["custom_attributes"]
-        try:
-            response = self._client.invoke_endpoint(**kwargs)
-        except Exception as exc:
-            code = aws.error_code(exc)
-            status = getattr(exc, "response", {}).get("OriginalStatusCode") or 0
-            if code in aws.THROTTLING_CODES or status >= 500 or status == 429:
-                raise TransientError(f"{code or type(exc).__name__}: {exc}") from None
-            if code or hasattr(exc, "response"):
-                raise PermanentError(f"{code}: {exc}") from None
-            raise TransientError(f"{type(exc).__name__}: {exc}") from None  # connection trouble
-        return read_answer(self.invoke, json.loads(response["Body"].read()))

@@ -10,7 +10,10 @@ from typing import Any
 
 import jinja2
 
-from lib import fmeval_offline, storage
+from lib import storage
+from lib.engine import fmeval_offline
+from lib.run.layout import RunLayout
+from lib.run.records import RunSummary
 
 _PAGE = jinja2.Environment(autoescape=True)
 
@@ -112,10 +115,9 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _wrong_answers(run_root: str, model: str, eval_name: str, limit: int = 15) -> list[dict[str, Any]]:
+def _wrong_answers(layout: RunLayout, model: str, eval_name: str, limit: int = 15) -> list[dict[str, Any]]:
     """Records whose selection score is 0 (or that failed), from the model's files in the run."""
-    outputs_uri = storage.join(run_root, "models", model, "outputs.jsonl")
-    scores_uri = storage.join(run_root, "models", model, f"{eval_name}.jsonl")
+    outputs_uri, scores_uri = layout.outputs(model), layout.scores(model, eval_name)
     if not storage.exists(outputs_uri):
         return []
     outputs = {r["id"]: r for r in storage.read_jsonl(outputs_uri)}
@@ -130,23 +132,23 @@ def _wrong_answers(run_root: str, model: str, eval_name: str, limit: int = 15) -
     return wrong[:limit]
 
 
-def run_report_html(summary: dict[str, Any], run_root: str) -> str:
+def run_report_html(summary: RunSummary, layout: RunLayout) -> str:
     metrics: list[str] = []
-    for m in summary["models"].values():
-        for eval_name, scores in (m.get("scores") or {}).items():
+    for m in summary.models.values():
+        for eval_name, scores in m.scores.items():
             for score in scores:
                 key = f"{eval_name}.{score}"
                 if key not in metrics:
                     metrics.append(key)
-    ranking = {r["model"]: i for i, r in enumerate(summary["selection"].get("ranking", []))}
-    names = sorted(summary["models"], key=lambda n: ranking.get(n, len(ranking)))
+    ranking = {r["model"]: i for i, r in enumerate(summary.selection.ranking)}
+    names = sorted(summary.models, key=lambda n: ranking.get(n, len(ranking)))
     leaderboard = []
     for name in names:
-        m = summary["models"][name]
-        values = {k: (m.get("scores") or {}).get(k.split(".")[0], {}).get(k.split(".", 1)[1]) for k in metrics}
+        m = summary.models[name]
+        values = {k: m.scores.get(k.split(".")[0], {}).get(k.split(".", 1)[1]) for k in metrics}
         leaderboard.append({"name": name, "m": m, "vals": values})
     scale = {k: max([1.0] + [row["vals"][k] or 0 for row in leaderboard]) for k in metrics}
-    eval_name = summary["selection"]["metric"].split(".")[0]
-    wrong = {name: _wrong_answers(run_root, name, eval_name) for name in names}
+    eval_name = summary.selection.metric.split(".")[0]
+    wrong = {name: _wrong_answers(layout, name, eval_name) for name in names}
     return _RUN_TEMPLATE.render(s=summary, metrics=metrics, leaderboard=leaderboard, scale=scale, wrong=wrong,
                                 fmt=_fmt)

@@ -75,8 +75,6 @@ _REGISTRY = _obj(
         "approval_status": {"enum": ["Approved", "Rejected", "PendingManualApproval"]},
     },
 )
-PROVIDERS = ("jumpstart", "huggingface", "endpoint", "bedrock", "openai", "local")
-
 _MODEL = _obj(
     {
         "name": {"type": "string"},
@@ -85,8 +83,6 @@ _MODEL = _obj(
         "model_id": _STR,
         "model_version": {"type": ["string", "number"]},
         "endpoint_name": {"type": "string"},
-        "endpoint_url": {"type": "string"},
-        "api_key_env": {"type": "string"},
         "region": {"type": "string"},
         "deployment_config": _DEPLOYMENT,
         "evaluation_config": _MODEL_EVAL,
@@ -125,7 +121,7 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
                 },
                 required=("dataset_name", "input_data_location", "model_input_key", "target_output_key"),
             ),
-            "models": {"type": "array", "items": _MODEL, "minItems": 1},
+            "models": {"type": "array", "items": _MODEL, "minItems": 1},  # see evaluation_schema
             "algorithms": {"type": "array", "items": _ALGORITHM, "minItems": 1},
             "selection": _obj(
                 {"metric": _STR, "direction": {"enum": ["max", "min"]}},
@@ -164,10 +160,7 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
                     "image_uri": {"type": "string"},
                     "keep_alive_period_in_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
                     "step_instance_type": _INSTANCE_TYPE,
-                    "instance_types": _obj(
-                        {k: _INSTANCE_TYPE for k in
-                         ("preprocess", "finetune", "deploy", "evaluate", "select", "register", "cleanup")}
-                    ),
+                    "instance_types": _obj({}),  # one key per step kind: see pipeline_schema
                     "volume_size": _POS_INT,
                     "max_parallel_steps": _POS_INT,
                     "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
@@ -191,3 +184,26 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
     ),
 }
 
+
+
+def evaluation_schema(provider_keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation config's schema where ``models[i]`` also allows the keys its provider declares
+    (``provider_keys[i]``, from `Provider.config_schema`)."""
+    import copy
+
+    result = copy.deepcopy(EVALUATION_CONFIG_SCHEMA)
+    models = result["properties"]["models"]
+    models["prefixItems"] = [{**_MODEL, "properties": {**_MODEL["properties"], **keys}} for keys in provider_keys]
+    return result
+
+
+def pipeline_schema() -> dict[str, Any]:
+    """The settings file's schema, with an instance type per step kind of the plan."""
+    import copy
+
+    from lib.plan.kinds import KINDS
+
+    result = copy.deepcopy(PIPELINE_CONFIG_SCHEMA)
+    result["properties"]["sagemaker"]["properties"]["instance_types"]["properties"] = {
+        k: _INSTANCE_TYPE for k in KINDS}
+    return result

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from lib.errors import UserError
+from pipelines.cli.common import add_config_args, load
 
 
 def _assemble(args: argparse.Namespace):
-    from pipelines.build_pipeline import _load
     from pipelines.sagemaker_executor import build
 
-    cfg = _load(args)  # validation first: nothing below runs for a bad config
+    cfg = load(args)  # validation first: nothing below runs for a bad config
     return cfg, build(cfg)
 
 
@@ -141,10 +140,9 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Delete endpoints, endpoint configs and models tagged with this pipeline (and execution)."""
-    from pipelines.build_pipeline import _load
-    from pipelines.cleanup_tagged import delete_tagged
+    from lib.aws.cleanup_tagged import delete_tagged
 
-    cfg = _load(args)
+    cfg = load(args)
     deleted = delete_tagged(cfg.pipeline_name, args.execution_id, cfg.settings["sagemaker"].get("region"),
                             dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
@@ -152,7 +150,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, add_config_args: Any) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("definition", help="print or write the SageMaker pipeline definition (JSON)")
     add_config_args(p)
     p.add_argument("--out", help="write the definition here instead of printing it")
@@ -188,6 +186,3 @@ def register(sub: Any, add_config_args: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list, do not delete")
     p.set_defaults(func=cmd_cleanup)
 
-
-if __name__ == "__main__":
-    sys.exit("run pipelines/build_pipeline.py")

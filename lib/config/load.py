@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib import algorithms, schema
+from lib import scorers
+from lib.config import schema
+from lib.config.schema_errors import check_schema
+from lib.config.yaml_loader import LoadedYaml, load_yaml
+from lib.engine.invokers import PLACEHOLDER
 from lib.errors import ConfigError, did_you_mean
-from lib.schema_errors import check_schema
-from lib.yaml_loader import LoadedYaml, load_yaml
+from lib.providers import ProviderLookupError, provider_class
+from lib.providers.base import ProviderConfigError
 
-PLACEHOLDER = "PROMPT_PLACEHOLDER"
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,54}$")
 ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PIPELINE_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
@@ -26,10 +29,9 @@ ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}
 _CRON_RE = re.compile(r"^cron\((\S+ ){5}\S+\)$")
 _RATE_RE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)$")
 DEFAULT_PIPELINE_CONFIG = "pipeline_config.yaml"
-NOTHING_TO_CLEAN = ("endpoint", "bedrock", "openai")  # deploy creates nothing: no cleanup step
 
 # what a model's evaluation_config defaults to: the Hugging Face container contract the local server
-# also speaks; local models get a short answer budget, as CPU generation is slow
+# also speaks (a provider adds its own default inference parameters)
 _INVOKE_DEFAULTS = {
     "output": "[0].generated_text",
     "content_template": PLACEHOLDER,
@@ -141,28 +143,20 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
             f"'{name}' cannot name SageMaker steps and endpoints: use 1-55 letters, digits and single "
             "hyphens, starting and ending with a letter or digit (no underscores, dots or spaces)",
         )
-    provider_key = "provider" if "provider" in raw else "model_provider"
+    provider_key = _provider_key(raw)
     provider = raw.get(provider_key, "jumpstart")
-    if provider not in schema.PROVIDERS and "." not in provider and ":" not in provider:
-        raise doc.error(
-            where + [provider_key],
-            f"unknown provider '{provider}'{did_you_mean(provider, schema.PROVIDERS)}; "
-            f"choose one of {', '.join(schema.PROVIDERS)} "
-            "or give an import path 'package.module:Class'",
-        )
+    cls = provider_class(provider)  # resolvable: checked before the schema
     endpoint_name = raw.get("endpoint_name") or f"llm-eval-{name}"[:63].rstrip("-")
     if not ENDPOINT_NAME_RE.match(endpoint_name):
         raise doc.error(
             where + ["endpoint_name"],
             f"'{endpoint_name}' is not a valid SageMaker endpoint name: 1-63 letters, digits and hyphens",
         )
-    if provider == "endpoint" and not raw.get("endpoint_name"):
-        raise doc.error(where, "provider 'endpoint' needs 'endpoint_name', the existing endpoint to evaluate")
-    if provider == "openai" and not raw.get("endpoint_url"):
-        raise doc.error(where, "provider 'openai' needs 'endpoint_url', the server's base URL (…/v1)")
+    for key, purpose in cls.required_keys.items():
+        if not raw.get(key):
+            raise doc.error(where, f"provider '{provider}' needs '{key}', {purpose}")
 
-    ev = {**_INVOKE_DEFAULTS,
-          "inference_parameters": {"max_new_tokens": 32} if provider == "local" else {}}
+    ev = {**_INVOKE_DEFAULTS, "inference_parameters": dict(cls.default_inference_parameters)}
     given = raw.get("evaluation_config") or {}
     ev.update({k: v for k, v in given.items() if v is not None})
     ev_where = where + ["evaluation_config"]
@@ -172,10 +166,10 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
                         "the prompt_template must contain '$model_input' (or '$feature'), where each "
                         "record's input goes")
     ev["prompt_template"] = template
-    if provider not in ("bedrock", "openai") and not _contains_placeholder(ev["content_template"]):
+    if cls.needs_template and not _contains_placeholder(ev["content_template"]):
         raise doc.error(ev_where + ["content_template"],
                         f"the content_template must contain '{PLACEHOLDER}', where the prompt goes")
-    if provider not in ("bedrock", "openai"):
+    if cls.needs_template:
         import jmespath
         from jmespath.exceptions import JMESPathError
 
@@ -196,7 +190,7 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         ft = raw[ft_key]
         if not ft.get("train_data_path"):
             raise doc.error(where + [ft_key], "a fine-tune block needs 'train_data_path', the training data")
-        if provider not in ("jumpstart", "local") and "." not in provider:
+        if not cls.finetunes():
             raise doc.error(where + [ft_key], f"provider '{provider}' cannot be fine-tuned by this tool")
         train = _resolve(ft["train_data_path"], base)
         if not is_remote_uri(train) and not Path(train).exists():
@@ -209,38 +203,35 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
                   **(ft.get("parameters") or {})}
         finetune = {"train_data_uri": train, "validation_data_uri": validation, "parameters": params}
 
-    model_id = raw["model_id"]
-    if provider == "local" and ("/" in model_id or model_id.endswith(".gguf")):
-        model_id = _resolve(model_id, base)
-        if not Path(model_id).exists():
-            raise doc.error(where + ["model_id"], f"the local model {model_id} does not exist (give a .gguf file, "
-                            "a Hugging Face model folder, or smollm2-135m-instruct)")
-    return {
+    model = {
         "name": name,
         "provider": provider,
-        "model_id": model_id,
+        "model_id": raw["model_id"],
         "model_version": str(raw.get("model_version", "*")),
         "endpoint_name": endpoint_name,
-        "endpoint_url": raw.get("endpoint_url"),
-        "api_key_env": raw.get("api_key_env"),
         "region": raw.get("region"),
+        **{key: raw.get(key) for key in cls.config_schema},
         "deployment": deployment,
         "invoke": ev,
         "finetune": finetune,
         "register": raw.get("register_config"),
-        # every provider but those that never create anything gets a cleanup step (a plug-in may deploy)
-        "creates_endpoint": provider not in NOTHING_TO_CLEAN,
+        "creates_endpoint": bool(cls.deploys),  # only what creates something gets a cleanup step
         "cleanup_endpoint": bool(raw.get("cleanup_endpoint", True)),
         "pipeline": pipeline,
     }
+    try:
+        cls.validate(model, base)
+    except ProviderConfigError as exc:
+        raise doc.error(where + list(exc.where), str(exc)) from None
+    return model
 
 
 def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
     where = ["algorithms", i]
     try:
-        spec = algorithms.resolve(raw["algorithm"], raw.get("module"), raw.get("config"))
-    except algorithms.AlgorithmLookupError as exc:
-        key = "module" if raw.get("module") and raw["algorithm"] not in algorithms.BUILTIN else "algorithm"
+        spec = scorers.resolve(raw["algorithm"], raw.get("module"), raw.get("config"))
+    except scorers.AlgorithmLookupError as exc:
+        key = "module" if raw.get("module") and raw["algorithm"] not in scorers.SCORERS else "algorithm"
         raise doc.error(where + [key], str(exc)) from None
     options: dict[str, Any] = dict(raw["config"]) if isinstance(raw.get("config"), dict) else {}
     if isinstance(raw.get("config"), str) and spec.config_class and raw["config"] != spec.config_class:
@@ -261,6 +252,7 @@ def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
                 raise doc.error(where + ["config", key], f"must be of type {want.__name__}, not {value!r}")
     return {
         "name": spec.name,
+        "kind": spec.kind,
         "module": spec.module,
         "config_class": spec.config_class,
         "eval_name": spec.eval_name,
@@ -286,9 +278,30 @@ def _check_selection(doc: LoadedYaml, selection: dict, algos: list[dict]) -> dic
     return {"metric": metric, "direction": selection.get("direction", "max")}
 
 
+def _provider_key(raw: dict) -> str:
+    return "provider" if "provider" in raw else "model_provider"  # the sample's advanced layout
+
+
+def _provider_schemas(doc: LoadedYaml) -> list[dict[str, Any]]:
+    """Each model's provider-owned keys, so the schema allows them on that model only. An unknown
+    provider is refused here, before the schema would blame its keys."""
+    models = doc.data.get("models") if isinstance(doc.data, dict) else None
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(models if isinstance(models, list) else []):
+        provider = raw.get(_provider_key(raw), "jumpstart") if isinstance(raw, dict) else None
+        if not isinstance(provider, str) or not provider:
+            out.append({})
+            continue
+        try:
+            out.append(provider_class(provider).config_schema)
+        except ProviderLookupError as exc:
+            raise doc.error(["models", i, _provider_key(raw)], str(exc)) from None
+    return out
+
+
 def load_evaluation_config(path: str | Path, input_data_path: str | None = None) -> dict[str, Any]:
     doc = load_yaml(path)
-    check_schema(doc, schema.EVALUATION_CONFIG_SCHEMA)
+    check_schema(doc, schema.evaluation_schema(_provider_schemas(doc)))
     data = doc.data
     base = Path(input_data_path).resolve() if input_data_path else Path(path).resolve().parent
     pipeline = data["pipeline"]["name"]
@@ -322,7 +335,7 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
         models.append(model)
     endpoints: dict[str, int] = {}
     for i, model in enumerate(models):
-        if model["creates_endpoint"] and model["provider"] != "local":
+        if provider_class(model["provider"]).sagemaker_endpoint:
             if model["endpoint_name"] in endpoints:
                 other = endpoints[model["endpoint_name"]]
                 raise doc.error(["models", i, "endpoint_name"],
@@ -373,7 +386,7 @@ def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
         settings["local"]["output_dir"] = str(Path(settings["local"]["output_dir"]).resolve())
         return settings
     doc = load_yaml(path)
-    check_schema(doc, schema.PIPELINE_CONFIG_SCHEMA)
+    check_schema(doc, schema.pipeline_schema())
     sm = doc.data.get("sagemaker") or {}
     role = sm.get("role_arn")
     if role and not ROLE_ARN_RE.match(role):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lib import aws
-from lib.providers.sagemaker_endpoints import delete_created
+from lib.aws.endpoints import delete_created
 
 
 def delete_tagged(pipeline: str, execution_id: str | None = None, region: str | None = None,

@@ -7,8 +7,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from lib.config.yaml_loader import LoadedYaml
 from lib.errors import did_you_mean
-from lib.yaml_loader import LoadedYaml
 
 _TYPE_WORDS = {
     "object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",

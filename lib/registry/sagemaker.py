@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from lib import aws, storage
+from lib.run.layout import RunLayout
+from lib.run.records import SUCCEEDED, Registration
 
 
 def ensure_group(name: str, description: str, tags: list[dict[str, str]], region: str | None = None) -> bool:
@@ -21,34 +23,34 @@ def ensure_group(name: str, description: str, tags: list[dict[str, str]], region
     return True
 
 
-def _metadata(record: dict[str, Any]) -> dict[str, str]:
+def _metadata(r: Registration) -> dict[str, str]:
     """CustomerMetadataProperties: string values, 256 characters at most."""
-    flat = {"model": record["model"], "model_id": record["model_id"], "provider": record["provider"],
-            "pipeline": record["pipeline"], "execution_id": record["execution_id"],
-            "selection_metric": record["selection_metric"], "selection_value": str(record["selection_value"])}
-    for eval_name, scores in (record.get("metrics") or {}).items():
+    flat = {"model": r.model, "model_id": r.model_id, "provider": r.provider, "pipeline": r.pipeline,
+            "execution_id": r.execution_id, "selection_metric": r.selection_metric,
+            "selection_value": str(r.selection_value)}
+    for eval_name, scores in (r.metrics or {}).items():
         for score, value in scores.items():
             flat[f"{eval_name}.{score}"] = "" if value is None else f"{value:.6g}"
     return {k[:128]: str(v)[:256] for k, v in list(flat.items())[:50]}
 
 
-def register_model_package(record: dict[str, Any], run_root: str, region: str | None = None) -> dict[str, Any]:
+def register_model_package(r: Registration, layout: RunLayout, region: str | None = None) -> Registration:
     sm = aws.client("sagemaker", region)
-    tags = aws.resource_tags(record["pipeline"], record["execution_id"], record["model"])
-    group = record["model_package_group_name"]
-    created_group = ensure_group(group, record.get("model_package_group_description", ""), tags, region)
-    metrics_uri = storage.write_json(storage.join(run_root, "registry", "evaluation.json"), {
-        "model": record["model"], "metrics": record["metrics"], "selection_metric": record["selection_metric"],
-        "selection_value": record["selection_value"]})
+    tags = aws.resource_tags(r.pipeline, r.execution_id, r.model)
+    group = r.model_package_group_name
+    created_group = ensure_group(group, r.model_package_group_description, tags, region)
+    metrics_uri = storage.write_json(layout.registry_metrics, {
+        "model": r.model, "metrics": r.metrics, "selection_metric": r.selection_metric,
+        "selection_value": r.selection_value})
     request: dict[str, Any] = {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": f"{record['model']} ({record['model_id']}) selected by {record['pipeline']}"[:1000],
-        "ModelApprovalStatus": record["approval_status"],
+        "ModelPackageDescription": f"{r.model} ({r.model_id}) selected by {r.pipeline}"[:1000],
+        "ModelApprovalStatus": r.approval_status,
         "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
-        "CustomerMetadataProperties": _metadata(record),
+        "CustomerMetadataProperties": _metadata(r),
         "Tags": tags,
     }
-    deployment = record.get("deployment") or {}
+    deployment = r.deployment or {}
     if deployment.get("image_uri"):
         container = {"Image": deployment["image_uri"]}
         if deployment.get("model_data_url"):
@@ -58,7 +60,8 @@ def register_model_package(record: dict[str, Any], run_root: str, region: str | 
             "SupportedResponseMIMETypes": ["application/json"]}
     arn = sm.create_model_package(**request)["ModelPackageArn"]
     described = sm.describe_model_package(ModelPackageName=arn)
-    return {**record, "model_package_arn": arn, "version": described.get("ModelPackageVersion"),
-            "metrics_uri": metrics_uri, "created_group": created_group,
-            "created": [{"type": "model-package", "id": arn}] + (
-                [{"type": "model-package-group", "id": group}] if created_group else [])}
+    r.status, r.model_package_arn, r.version = SUCCEEDED, arn, described.get("ModelPackageVersion")
+    r.metrics_uri, r.created_group = metrics_uri, created_group
+    r.created = [{"type": "model-package", "id": arn}] + (
+        [{"type": "model-package-group", "id": group}] if created_group else [])
+    return r

@@ -1,0 +1,66 @@
+"""Build the plan from a RunConfig, with no network access:
+preprocess -> per model [finetune ->] deploy -> evaluate -> select -> register -> cleanup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.config import RunConfig
+from lib.plan.kinds import STEP_KINDS
+from lib.plan.model import Param, Plan, Ref, Step
+
+
+def _step(kind: str, args: dict[str, Any], description: str, model: dict[str, Any] | None = None,
+          **extra: Any) -> Step:
+    spec = STEP_KINDS[kind]
+    compute: dict[str, Any] = {}
+    if spec.warm_pool:
+        compute["warm_pool"] = True
+    if spec.accelerator:
+        compute["accelerator"] = True
+    if kind == "finetune" and model is not None:
+        # the step only starts the training job; the job runs on the model's own instance type
+        compute["training_instance_type"] = model["finetune"]["parameters"]["instance_type"]
+    name = f"{kind}-{model['name']}" if spec.per_model and model else kind
+    return Step(name, kind, spec.function, args, model=model["name"] if model else None, compute=compute,
+                description=description[:256], **extra)
+
+
+def build_plan(config: RunConfig) -> Plan:
+    ev = config.evaluation
+    run = {"run_root": Param("run_root"), "execution_id": Param("execution_id")}
+    steps: list[Step] = [_step(
+        "preprocess", {"dataset": ev["dataset"], "dataset_uri": Param("dataset_uri"), **run},
+        f"Prepare the {ev['dataset']['dataset_name']} dataset for evaluation")]
+    evaluates: list[Ref] = []
+    for model in ev["models"]:
+        name = model["name"]
+        finetune_ref: Ref | None = None
+        if model["finetune"]:
+            steps.append(_step("finetune", {"model": model, "cache_root": Param("cache_root"), **run},
+                               f"Fine-tune {model['model_id']} for {name}", model))
+            finetune_ref = Ref(f"finetune-{name}")
+        steps.append(_step(
+            "deploy", {"model": model, "finetune_result": finetune_ref, "cache_root": Param("cache_root"), **run},
+            f"Deploy {name} ({model['provider']} {model['model_id']})", model))
+        steps.append(_step(
+            "evaluate", {"model": model, "dataset": Ref("preprocess"), "deployment": Ref(f"deploy-{name}"),
+                         "algorithms": ev["algorithms"], "cache_root": Param("cache_root"), **run},
+            f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200], model))
+        evaluates.append(Ref(f"evaluate-{name}"))
+    selection = ev["selection"]
+    steps.append(_step(
+        "select", {"selection": selection, "pipeline": config.pipeline_name,
+                   "score_names": {a["eval_name"]: a["score_names"] for a in ev["algorithms"]}, **run},
+        f"Pick the best model by {selection['metric']} ({selection['direction']})", varargs=evaluates))
+    steps.append(_step(
+        "register", {"registry_config": ev["model_registry"], "selection": Ref("select"),
+                     "approval_status": Param("model_approval_status"), **run},
+        f"Register the selected model in {ev['model_registry']['model_package_group_name']}"))
+    for model in ev["models"]:
+        if model["creates_endpoint"] and model["cleanup_endpoint"]:
+            name = model["name"]
+            steps.append(_step(
+                "cleanup", {"model": model, "deployment": Ref(f"deploy-{name}"), "registered": Ref("register")},
+                f"Remove what deploy-{name} created", model))
+    return Plan(config.pipeline_name, steps)

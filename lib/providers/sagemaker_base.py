@@ -1,0 +1,83 @@
+"""What every SageMaker-hosted provider shares: the execution role, tags, reuse of an existing
+endpoint, invocation through `invoke_endpoint`, and own-only cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from lib import aws
+from lib.aws.endpoints import delete_created, describe_resources, endpoint_exists
+from lib.engine.invokers import Answer, PermanentError, TransientError, build_body, read_answer
+from lib.providers.base import Provider
+
+
+def role_arn() -> str:
+    """The role endpoints and jobs run as: set by the SageMaker executor for every step."""
+    role = os.environ.get("LLM_EVAL_ROLE_ARN")
+    if not role:
+        raise ValueError("no execution role: set sagemaker.role_arn in pipeline_config.yaml")
+    return role
+
+
+def tags_for(model: dict[str, Any], context: dict[str, Any]) -> list[dict[str, str]]:
+    return aws.resource_tags(model["pipeline"], context.get("execution_id"), model["name"])
+
+
+class SageMakerEndpointProvider(Provider):
+    """Shared by providers that deploy to a SageMaker endpoint: reuse, invoke, own-only cleanup."""
+
+    default_max_concurrency = 4
+    sagemaker_endpoint = True
+
+    def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
+               context: dict[str, Any]) -> dict[str, Any]:
+        name = model["endpoint_name"]
+        if endpoint_exists(name, model.get("region")):
+            context["progress"](f"endpoint {name} already exists: reusing it (it will not be deleted)")
+            return {**describe_resources(name, model.get("region")), "created": [], "reused": True}
+        created = context.setdefault("created", [])
+        info = self.create(model, finetuned, context, created)
+        return {**info, "created": created, "reused": False}
+
+    def create(self, model: dict[str, Any], finetuned: dict[str, Any] | None, context: dict[str, Any],
+               created: list[dict[str, str]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> SageMakerEndpointInvoker:
+        return SageMakerEndpointInvoker(deployment["endpoint_name"], model["invoke"], model.get("region"))
+
+    def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
+        return {"deleted": delete_created(deployment.get("created", []), model.get("region"))}
+
+
+class SageMakerEndpointInvoker:
+    """invoke_endpoint with the model's content template and JMESPath output. Picklable: the client is
+    made on first use, per process."""
+
+    def __init__(self, endpoint_name: str, invoke: dict[str, Any], region: str | None = None) -> None:
+        self.endpoint_name, self.invoke, self.region = endpoint_name, invoke, region
+        self._client = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    def __call__(self, prompt: str) -> Answer:
+        if self._client is None:
+            self._client = aws.client("sagemaker-runtime", self.region, self.invoke.get("timeout_seconds", 120))
+        kwargs: dict[str, Any] = {"EndpointName": self.endpoint_name, "ContentType": "application/json",
+                                  "Accept": "application/json", "Body": json.dumps(build_body(self.invoke, prompt))}
+        if self.invoke.get("custom_attributes"):
+            kwargs["CustomAttributes"] = self.invoke["custom_attributes"]
+        try:
+            response = self._client.invoke_endpoint(**kwargs)
+        except Exception as exc:
+            code = aws.error_code(exc)
+            status = getattr(exc, "response", {}).get("OriginalStatusCode") or 0
+            if code in aws.THROTTLING_CODES or status >= 500 or status == 429:
+                raise TransientError(f"{code or type(exc).__name__}: {exc}") from None
+            if code or hasattr(exc, "response"):
+                raise PermanentError(f"{code}: {exc}") from None
+            raise TransientError(f"{type(exc).__name__}: {exc}") from None  # connection trouble
+        return read_answer(self.invoke, json.loads(response["Body"].read()))

@@ -1,0 +1,45 @@
+"""Model registries: the selected model of a run becomes a registered version.
+
+A run whose root is in S3 registers in the SageMaker Model Registry (`sagemaker.py`); a local run
+in a registry file beside its runs (`local.py`). Both take the same `Registration` record.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lib.run.layout import RunLayout
+from lib.run.records import SKIPPED, Registration, RunSummary
+
+
+def registration_for(summary: RunSummary, registry: dict[str, Any], approval_status: str | None,
+                     execution_id: str | None = None) -> Registration:
+    """What would be registered for ``summary`` by execution ``execution_id``: its best model, or a skip
+    with the reason."""
+    best = summary.selection.best
+    if not best:
+        return Registration(status=SKIPPED, reason="no model was selected")
+    candidate = summary.models[best]
+    registry = {**registry, **(candidate.register or {})}  # a model's own register_config wins
+    return Registration(
+        status="pending",
+        model_package_group_name=registry["model_package_group_name"],
+        model_package_group_description=registry.get("model_package_group_description", ""),
+        model=best, model_id=candidate.model_id, provider=candidate.provider, metrics=candidate.scores,
+        selection_metric=summary.selection.metric, selection_value=summary.selection.best_value,
+        approval_status=approval_status or registry.get("approval_status", "PendingManualApproval"),
+        pipeline=summary.pipeline, execution_id=execution_id or summary.execution_id, deployment=candidate.deployment or {},
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def register(registration: Registration, layout: RunLayout) -> Registration:
+    """Write ``registration`` to the registry the run's storage implies."""
+    if layout.is_remote:
+        from lib.registry.sagemaker import register_model_package
+
+        return register_model_package(registration, layout)
+    from lib.registry.local import register_locally
+
+    return register_locally(registration, layout.local_registry_index(registration.model_package_group_name))

@@ -1,0 +1,147 @@
+"""The records a run produces, typed. Steps pass them between each other as plain JSON (``to_dict``)
+because a SageMaker step's arguments and results must be; every reader turns the JSON back into
+the record (``from_dict``) rather than poking at keys.
+
+`summary.json` is ``RunSummary.to_dict()``; `selection.json` is ``Selection.to_dict()``;
+`registry.json` is ``Registration.to_dict()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys ``cls`` declares: records written by an older version still load."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass
+class ModelResult:
+    """One model's evaluation: how it was asked, how it answered, what it scored."""
+
+    model: str
+    status: str = SUCCEEDED
+    error: str | None = None
+    provider: str | None = None
+    model_id: str | None = None
+    records: int | None = None
+    invocations: int | None = None  # calls made in this run (cache hits and resumed rows excluded)
+    attempts: int | None = None
+    errors: int | None = None  # records the model failed on
+    cache_hits: int | None = None
+    resumed: int | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_mean_s: float | None = None
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)  # eval name -> score -> mean
+    algorithm_errors: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    outputs_uri: str | None = None
+    deployment: dict[str, Any] = field(default_factory=dict)  # endpoint, image, artifact: what register needs
+    register: dict[str, Any] | None = None  # the model's own register_config (the sample's)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelResult:
+        return cls(**_known(cls, {"model": data.get("model") or "?", **data}))
+
+    @classmethod
+    def failure(cls, model: str, error: str) -> ModelResult:
+        return cls(model=model, status=FAILED, error=error)
+
+
+@dataclass
+class Selection:
+    """Which model won, by what, and why the others did not."""
+
+    metric: str
+    direction: str = "max"
+    best: str | None = None
+    best_value: float | None = None
+    ranking: list[dict[str, Any]] = field(default_factory=list)  # [{"model", "value"}], best first
+    excluded: dict[str, str] = field(default_factory=dict)  # model -> reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Selection:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class Registration:
+    """What register did: a model package (SageMaker), a local registry line, or nothing and why."""
+
+    status: str
+    error: str | None = None
+    reason: str | None = None  # why nothing was registered
+    model_package_group_name: str | None = None
+    model_package_group_description: str = ""
+    model: str | None = None
+    model_id: str | None = None
+    provider: str | None = None
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    selection_metric: str | None = None
+    selection_value: float | None = None
+    approval_status: str | None = None
+    pipeline: str | None = None
+    execution_id: str | None = None
+    deployment: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    version: int | None = None
+    registry: str | None = None  # the local registry file
+    model_package_arn: str | None = None
+    metrics_uri: str | None = None
+    created_group: bool | None = None
+    created: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Registration:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class RunSummary:
+    """The machine-readable contract of a run (`summary.json`)."""
+
+    pipeline: str
+    execution_id: str | None
+    models: dict[str, ModelResult]
+    selection: Selection
+    registry: Registration | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        models = {}
+        for name, result in self.models.items():
+            entry = result.to_dict()
+            entry.pop("model")  # it is the key
+            models[name] = entry
+        return {"pipeline": self.pipeline, "execution_id": self.execution_id, "models": models,
+                "selection": self.selection.to_dict(),
+                "registry": self.registry.to_dict() if self.registry else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        return cls(
+            pipeline=data["pipeline"], execution_id=data.get("execution_id"),
+            models={name: ModelResult.from_dict({**m, "model": name}) for name, m in data["models"].items()},
+            selection=Selection.from_dict(data["selection"]),
+            registry=Registration.from_dict(data["registry"]) if data.get("registry") else None,
+        )
