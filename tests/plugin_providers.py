@@ -46,3 +46,23 @@ class BrokenInvokerProvider(LocalProvider):
 
     def invoker(self, model, deployment):
         raise RuntimeError("no credentials for the model endpoint")
+
+
+class EchoProvider(Provider):
+    """A provider with a config key of its own (``greeting``, required): it answers every prompt with
+    the greeting and the prompt, as a rule-based baseline would. Nothing to deploy."""
+
+    name = "echo"
+    deploys = False
+    needs_template = False
+    config_schema = {"greeting": {"type": "string", "minLength": 1}}
+    required_keys = {"greeting": "what every answer starts with"}
+
+    def invoker(self, model, deployment):
+        from lib.engine.invokers import Answer
+
+        greeting = model["greeting"]
+        return lambda prompt: Answer(f"{greeting} {prompt}")
+
+    def identity(self, model, deployment):
+        return f"echo|{model['greeting']}"
