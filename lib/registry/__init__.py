@@ -29,7 +29,8 @@ def registration_for(summary: RunSummary, registry: dict[str, Any], approval_sta
         model=best, model_id=candidate.model_id, provider=candidate.provider, metrics=candidate.scores,
         selection_metric=summary.selection.metric, selection_value=summary.selection.best_value,
         approval_status=approval_status or registry.get("approval_status", "PendingManualApproval"),
-        pipeline=summary.pipeline, execution_id=execution_id or summary.execution_id, deployment=candidate.deployment or {},
+        pipeline=summary.pipeline, execution_id=execution_id or summary.execution_id,
+        deployment=candidate.deployment or {},
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 
