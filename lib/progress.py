@@ -1,4 +1,5 @@
-"""Progress lines on the terminal: time, step, message. Thread-safe; steps run in parallel."""
+"""Progress lines on the terminal: time, step, message, credentials redacted (`lib.redact`).
+Thread-safe; steps run in parallel."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+
+from lib.redact import redact
 
 _lock = threading.Lock()
 _quiet = False
@@ -20,7 +23,7 @@ def say(step: str, message: str) -> None:
     if _quiet:
         return
     with _lock:
-        print(f"{time.strftime('%H:%M:%S')} {step:<28} {message}", file=sys.stderr, flush=True)
+        print(redact(f"{time.strftime('%H:%M:%S')} {step:<28} {message}"), file=sys.stderr, flush=True)
 
 
 def reporter(step: str) -> Callable[[str], None]:

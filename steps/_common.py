@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lib import progress
+from lib.redact import redact
 from lib.run.layout import RunLayout
 
 
@@ -26,9 +27,9 @@ def guarded(step: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        progress.say(step, f"FAILED: {type(exc).__name__}: {exc}")
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "trace": traceback.format_exc(limit=6)}
+        error = redact(f"{type(exc).__name__}: {exc}")  # stored in the run's JSON and shown in the report
+        progress.say(step, f"FAILED: {error}")
+        return {"status": "failed", "error": error, "trace": redact(traceback.format_exc(limit=6))}
     return {"status": "succeeded", "error": None, **result}
 
 

@@ -1,7 +1,9 @@
 """A content-addressed store of model outputs: the same model, request and prompt are never paid twice.
 
 The key covers everything that shapes the answer: model identity, content template, inference
-parameters, custom attributes, system prompt and the prompt itself.
+parameters, custom attributes, system prompt and the prompt itself. The model identity is the
+provider's (`Provider.identity`): provider, endpoint name and URL, region, model id and version,
+container image and model data, so two models sharing a ``model_id`` never share an answer.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ a deploy failing half-way still leaves cleanup the full list.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -79,9 +80,23 @@ class Provider:
         raise NotImplementedError
 
     def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
-        """What makes this model's answers what they are, for the output cache."""
-        return "|".join([self.name, model["model_id"], model.get("model_version") or "*",
-                         deployment.get("artifact_identity") or ""])
+        """What makes this model's answers what they are, for the output cache: two models that differ
+        in any of these never share an answer. JSON, sorted keys. A local server's URL (its port changes
+        every run) is not part of it; a configured ``endpoint_url`` is."""
+        container = model.get("deployment") or {}
+        return json.dumps({
+            "provider": self.name,
+            "endpoint_name": deployment.get("endpoint_name")
+            or (model.get("endpoint_name") if self.sagemaker_endpoint else None),
+            "endpoint_url": model.get("endpoint_url"),
+            "region": model.get("region"),
+            "model_id": model.get("model_id"),
+            "model_version": model.get("model_version") or "*",
+            "image_uri": deployment.get("image_uri") or container.get("image_uri"),
+            "container_env": container.get("env") or None,
+            "model_data_url": deployment.get("model_data_url"),
+            "artifact_identity": deployment.get("artifact_identity") or None,
+        }, sort_keys=True, default=str)
 
     def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
         return {"deleted": []}

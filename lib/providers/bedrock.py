@@ -7,6 +7,7 @@ from typing import Any
 from lib import aws
 from lib.engine.invokers import Answer, PermanentError, TransientError
 from lib.providers.base import Provider
+from lib.redact import redact
 
 _CONVERSE_PARAMS = {"max_new_tokens": "maxTokens", "max_tokens": "maxTokens", "temperature": "temperature",
                     "top_p": "topP", "stop_sequences": "stopSequences"}
@@ -39,8 +40,8 @@ class BedrockInvoker:
         except Exception as exc:
             code = aws.error_code(exc)
             if code in aws.THROTTLING_CODES or not code:
-                raise TransientError(f"{code or type(exc).__name__}: {exc}") from None
-            raise PermanentError(f"{code}: {exc}") from None
+                raise TransientError(redact(f"{code or type(exc).__name__}: {exc}")) from None
+            raise PermanentError(redact(f"{code}: {exc}")) from None
         text = "".join(part.get("text", "") for part in response["output"]["message"]["content"])
         usage = response.get("usage") or {}
         return Answer(text.strip(), usage.get("inputTokens"), usage.get("outputTokens"))

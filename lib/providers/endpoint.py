@@ -23,5 +23,4 @@ class EndpointProvider(Provider):
     def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> SageMakerEndpointInvoker:
         return SageMakerEndpointInvoker(deployment["endpoint_name"], model["invoke"], model.get("region"))
 
-    def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
-        return f"endpoint|{model['endpoint_name']}|{deployment.get('model_data_url') or model['model_id']}"
+    # identity: the base one (endpoint name, region, image and model data as described, model id)

@@ -1,12 +1,58 @@
-"""Provider `openai`: any server speaking the OpenAI chat-completions API (vLLM, TGI, Ollama, ...)."""
+"""Provider `openai`: any server speaking the OpenAI chat-completions API (vLLM, TGI, Ollama, ...).
+
+Which key goes where: a model's ``api_key_env`` names the environment variable holding the key for its
+``endpoint_url``; without it, the ambient ``OPENAI_API_KEY`` is sent only to OpenAI's own host
+(https://api.openai.com), never elsewhere. No key is ever sent over plain http to a host other than
+this machine (127.0.0.0/8, ::1, localhost): validation refuses such a model, and the invoker refuses
+the call.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from lib.engine.invokers import Answer, post_json
-from lib.providers.base import Provider
+from lib.engine.invokers import Answer, PermanentError, TransientError, post_json
+from lib.providers.base import Provider, ProviderConfigError
+from lib.redact import redact
+
+OPENAI_HOST = "api.openai.com"
+
+
+def is_loopback(host: str | None) -> bool:
+    host = (host or "").strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_off_machine(url: str) -> bool:
+    """True when ``url`` is not https and its host is not this machine: a key sent there travels in clear."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() != "https" and not is_loopback(parts.hostname)
+
+
+def key_for(url: str, api_key_env: str | None) -> tuple[str | None, str | None]:
+    """(the key to send to ``url``, or None; the name of the variable it came from). Raises
+    PermanentError when a key is configured but must not or cannot be sent."""
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise PermanentError(f"api_key_env names ${api_key_env}, which is not set in this environment")
+        if plain_http_off_machine(url):
+            raise PermanentError(f"refusing to send the key in ${api_key_env} over plain http to "
+                                 f"{urlsplit(url).hostname}: use https (or a server on this machine)")
+        return key, api_key_env
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https" and (parts.hostname or "").lower() == OPENAI_HOST:
+        return os.environ.get("OPENAI_API_KEY") or None, "OPENAI_API_KEY"
+    return None, None  # the ambient OPENAI_API_KEY is OpenAI's, not this server's
 
 
 class OpenAIInvoker:
@@ -22,11 +68,18 @@ class OpenAIInvoker:
         messages = [{"role": "user", "content": prompt}]
         if self.invoke.get("system_prompt"):
             messages.insert(0, {"role": "system", "content": self.invoke["system_prompt"]})
-        key = os.environ.get(self.api_key_env or "OPENAI_API_KEY")
+        key, _ = key_for(self.url, self.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        payload = post_json(self.url, {"model": self.model_id, "messages": messages, **params}, headers, self.timeout)
-        usage = payload.get("usage") or {}
-        text = payload["choices"][0]["message"]["content"] or ""
+        secrets = (key,) if key else ()
+        try:
+            payload = post_json(self.url, {"model": self.model_id, "messages": messages, **params}, headers,
+                                self.timeout, secrets)
+            usage = payload.get("usage") or {}
+            text = payload["choices"][0]["message"]["content"] or ""
+        except (TransientError, PermanentError) as exc:  # already redacted; the key itself once more
+            raise type(exc)(redact(str(exc), *secrets)) from None
+        except Exception as exc:  # an answer of another shape (e.g. {"error": ...} with status 200)
+            raise PermanentError(redact(f"unexpected answer ({type(exc).__name__}: {exc})", *secrets)) from None
         return Answer(text.strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
@@ -39,6 +92,18 @@ class OpenAIProvider(Provider):
                      "api_key_env": {"type": "string", "minLength": 1}}
     required_keys = {"endpoint_url": "the server's base URL (…/v1)"}
 
+    @classmethod
+    def validate(cls, model: dict[str, Any], base: Path) -> None:
+        url = model["endpoint_url"]
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ProviderConfigError(["endpoint_url"], f"'{url}' is not an http(s) URL with a host")
+        if model.get("api_key_env") and plain_http_off_machine(url):
+            raise ProviderConfigError(
+                ["endpoint_url"],
+                f"the key in ${model['api_key_env']} would be sent over plain http to {parts.hostname}: "
+                "use https, or a server on this machine (localhost, 127.0.0.1, ::1)")
+
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:
         return {"created": [], "endpoint_url": model["endpoint_url"]}
@@ -46,6 +111,3 @@ class OpenAIProvider(Provider):
     def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> OpenAIInvoker:
         return OpenAIInvoker(model["endpoint_url"], model["model_id"], model["invoke"], model.get("api_key_env"),
                              model["invoke"].get("timeout_seconds", 120))
-
-    def identity(self, model: dict[str, Any], deployment: dict[str, Any]) -> str:
-        return f"openai|{model['endpoint_url']}|{model['model_id']}"

@@ -11,6 +11,7 @@ from lib import aws
 from lib.aws.endpoints import delete_created, describe_resources, endpoint_exists
 from lib.engine.invokers import Answer, PermanentError, TransientError, build_body, read_answer
 from lib.providers.base import Provider
+from lib.redact import redact
 
 
 def role_arn() -> str:
@@ -76,8 +77,8 @@ class SageMakerEndpointInvoker:
             code = aws.error_code(exc)
             status = getattr(exc, "response", {}).get("OriginalStatusCode") or 0
             if code in aws.THROTTLING_CODES or status >= 500 or status == 429:
-                raise TransientError(f"{code or type(exc).__name__}: {exc}") from None
+                raise TransientError(redact(f"{code or type(exc).__name__}: {exc}")) from None
             if code or hasattr(exc, "response"):
-                raise PermanentError(f"{code}: {exc}") from None
-            raise TransientError(f"{type(exc).__name__}: {exc}") from None  # connection trouble
+                raise PermanentError(redact(f"{code}: {exc}")) from None
+            raise TransientError(redact(f"{type(exc).__name__}: {exc}")) from None  # connection trouble
         return read_answer(self.invoke, json.loads(response["Body"].read()))

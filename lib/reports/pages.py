@@ -6,6 +6,7 @@ Model text is always escaped: fmeval's cells put raw text such as `<OR>` into th
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 import jinja2
@@ -31,20 +32,41 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;t
 <td>{{ r.score }}</td></tr>{% endfor %}</table></body></html>""")
 
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
 def _fmeval_cell(algorithm: dict[str, Any], dataset_name: str, scores: dict[str, float],
                  prompt_template: str) -> str:
-    """fmeval's own report cell (markdown with charts) rendered to HTML; a plain table if it cannot run."""
+    """fmeval's own report cell (markdown with charts) rendered to HTML; a plain table if it cannot run.
+
+    What comes from the config or a dataset never reaches fmeval's markdown as it is (fmeval puts it in
+    unescaped, and markdown would turn `[x](javascript:...)` into a link): fmeval gets a plain token, which
+    is replaced by the HTML-escaped text once the markdown is HTML. fmeval's own dataset names (its
+    built-in datasets, which choose its descriptions) and identifier-like eval and score names go as they are.
+    """
     import markdown
+
+    tokens: dict[str, str] = {}
+
+    def token(text: str, keep_if_safe: bool = True) -> str:
+        if keep_if_safe and _SAFE_NAME.match(text or ""):
+            return text
+        tokens[f"LLMEVALTOKEN{len(tokens)}X"] = html.escape(text or "")
+        return next(reversed(tokens))
 
     try:
         fmeval_offline.prepare()
         from fmeval.eval_algorithms import EvalOutput, EvalScore
         from fmeval.reporting.eval_output_cells import EvalOutputCell
 
-        output = EvalOutput(eval_name=algorithm["eval_name"], dataset_name=dataset_name,
-                            dataset_scores=[EvalScore(name=k, value=v) for k, v in scores.items() if v is not None],
-                            prompt_template=prompt_template)
-        return markdown.markdown(str(EvalOutputCell(output)), extensions=["tables"])
+        output = EvalOutput(eval_name=token(algorithm["eval_name"]), dataset_name=token(dataset_name),
+                            dataset_scores=[EvalScore(name=html.escape(k), value=v) for k, v in scores.items()
+                                            if v is not None],
+                            prompt_template=token(prompt_template, keep_if_safe=False))
+        page = markdown.markdown(str(EvalOutputCell(output)), extensions=["tables"])
+        for key, text in tokens.items():
+            page = page.replace(key, text)
+        return page
     except Exception as exc:  # the report must not fail the evaluation
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in scores.items()
                        if v is not None)
