@@ -1,13 +1,70 @@
-"""All step I/O goes through here: a local path or an ``s3://`` URI, same calls, same layout."""
+"""All step I/O goes through here: a local path or an ``s3://`` URI, same calls, same layout.
+
+A write that the storage refuses (a full or read-only disk, a parent that is a file, S3 saying no)
+raises `StorageError` naming the path and the reason; it leaves no temp file behind and never a
+half-written file where a whole one was meant.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from lib.errors import UserError
+
+
+class StorageError(UserError):
+    """The storage refused a write: ``cannot write <path>: <reason>`` (or ``cannot copy``, ``cannot remove``).
+
+    A `UserError` so the CLI prints it as one paragraph, never a traceback; exit code 1 because it
+    is the environment (a full disk, a missing permission), not the user's input.
+    """
+
+    exit_code = 1
+
+    def __init__(self, uri: str, reason: str, action: str = "write") -> None:
+        self.uri, self.reason, self.action = str(uri), reason, action
+        super().__init__(f"cannot {action} {uri}: {reason}")
+
+
+def _reason(exc: BaseException, uri: str | None = None, *own: object) -> str:
+    """What the OS (or S3) said, plus the path it named when that is not ``uri`` or one of ``own``
+    (for a file standing where a folder should be, that file)."""
+    if not isinstance(exc, OSError):
+        return " ".join(str(exc).split())
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and uri and not is_remote(uri):
+        # a file where a folder should be: mkdir says "File exists" for the last part, "Not a
+        # directory" for one above it; either way, name that file
+        blocker = next((p for p in Path(uri).parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"{os.strerror(errno.ENOTDIR)} ({blocker} is a file)"
+    named = exc.filename
+    if named is not None and not any(str(named).startswith(str(o)) for o in (uri, *own) if o):
+        reason += f" ({named})"
+    return reason
+
+
+def refused(uri: str, exc: OSError, action: str = "write") -> StorageError:
+    """The `StorageError` for ``exc``, an OS error met while writing ``uri``."""
+    return StorageError(uri, _reason(exc, uri), action)
+
+
+def _remove_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _s3_refused(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("botocore") and type(exc).__name__ == "ClientError"
 
 
 def is_remote(uri: str) -> bool:
@@ -56,18 +113,34 @@ def read_text(uri: str) -> str:
 
 
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    """Write ``data`` to ``uri`` whole or not at all; `StorageError` if the storage refuses."""
     if uri.startswith("s3://"):
         client, bucket, key = _s3(uri)
-        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        except Exception as exc:
+            if _s3_refused(exc):
+                raise StorageError(uri, _reason(exc)) from exc
+            raise
         return uri
     path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write then rename: a reader never sees half a file, a crash never leaves one
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared and served
-    os.replace(tmp, path)
+    prefix = path.parent / f".{path.name}."
+    tmp: str | None = None
+    # write then rename: a reader never sees half a file, a crash never leaves one, and a failure
+    # (ENOSPC, EACCES, ENOTDIR, Ctrl-C) removes the temp file and leaves the old file as it was
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared and served
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            _remove_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise StorageError(uri, _reason(exc, uri, prefix)) from exc
+        raise
     return uri
 
 
@@ -100,13 +173,41 @@ def write_jsonl(uri: str, rows: Iterable[dict]) -> str:
 
 
 def local_copy(uri: str) -> str:
-    """A local path holding ``uri``'s content (the file itself when it is local)."""
+    """A local path holding ``uri``'s content (the file itself when it is local).
+
+    The copy goes to the system's temp folder; if that is full or unwritable, `StorageError`
+    names both, and no partial copy is left.
+    """
     if not uri.startswith("s3://"):
         return uri
-    fd, tmp = tempfile.mkstemp(suffix=Path(uri).suffix)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(read_bytes(uri))
+    data = read_bytes(uri)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=Path(uri).suffix)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException as exc:
+        if tmp is not None:
+            _remove_quietly(tmp)
+        if isinstance(exc, OSError):
+            where = tmp or tempfile.gettempdir()
+            raise StorageError(uri, f"{_reason(exc, where)} (copying to {where})", "copy") from exc
+        raise
     return tmp
+
+
+def remove(uri: str) -> None:
+    """Delete ``uri`` if it exists (a local removal needs no free space)."""
+    if uri.startswith("s3://"):
+        client, bucket, key = _s3(uri)
+        client.delete_object(Bucket=bucket, Key=key)
+        return
+    try:
+        os.unlink(uri)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError(uri, _reason(exc, uri), "remove") from exc
 
 
 def upload_file(local: str | Path, uri: str) -> str:
@@ -118,19 +219,28 @@ def upload_file(local: str | Path, uri: str) -> str:
 
 
 def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line left half-written by a killed run, so appends start on a line of their own."""
+    """Cut a last line left half-written by a killed run, so appends start on a line of their own
+    (a truncate: it needs no free space)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     data = path.read_bytes()
     if not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
+        os.truncate(path, data.rfind(b"\n") + 1)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]  # a short write (disk filling up) is followed by an error
 
 
 class JsonlAppender:
     """Append records to a JSON Lines file as they arrive (flushed per line).
 
-    Locally the file itself grows, so a killed run keeps every finished line. In S3 (no append)
-    the lines are buffered and the object rewritten every ``flush_every`` records and at close.
+    Locally the file itself grows, so a killed run keeps every finished line; a line the disk
+    refuses is cut off again (the file ends on a whole line) and `StorageError` is raised. In S3
+    (no append) the lines are buffered and the object rewritten every ``flush_every`` records and
+    at close.
     """
 
     def __init__(self, uri: str, flush_every: int = 50) -> None:
@@ -142,9 +252,15 @@ class JsonlAppender:
             self._rows = [json.dumps(r) for r in read_jsonl(uri)] if exists(uri) else []
         else:
             path = Path(uri)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _drop_torn_tail(path)
-            self._fh = open(path, "a", encoding="utf-8")
+            self._lock = threading.Lock()
+            self._fd: int | None = None
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _drop_torn_tail(path)
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+                self._size = os.fstat(self._fd).st_size
+            except OSError as exc:
+                raise StorageError(uri, _reason(exc, uri)) from exc
 
     def append(self, row: dict) -> None:
         line = json.dumps(row, default=str)
@@ -152,9 +268,20 @@ class JsonlAppender:
             self._rows.append(line)
             if len(self._rows) % self._flush_every == 0:
                 self.flush()
-        else:
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            return
+        data = (line + "\n").encode("utf-8")
+        with self._lock:
+            if self._fd is None:
+                raise StorageError(self.uri, "the file is closed")
+            try:
+                _write_all(self._fd, data)
+            except OSError as exc:
+                try:
+                    os.ftruncate(self._fd, self._size)  # no half line left behind
+                except OSError:
+                    pass  # read_jsonl skips a torn last line, and the next open cuts it
+                raise StorageError(self.uri, _reason(exc, self.uri)) from exc
+            self._size += len(data)
 
     def flush(self) -> None:
         if self._remote:
@@ -163,8 +290,9 @@ class JsonlAppender:
     def close(self) -> None:
         if self._remote:
             self.flush()
-        else:
-            self._fh.close()
+        elif self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> JsonlAppender:
         return self

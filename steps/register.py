@@ -1,12 +1,22 @@
-"""Step `register`: record the selected model in a model registry (see `lib.registry`)."""
+"""Step `register`: record the selected model in a model registry (see `lib.registry`).
+
+The registry changes last. First the run's own files say what is about to be registered
+(`registry.json` and the summary with status ``pending``): if they cannot be written, nothing is
+registered. Then the registry changes. Then the files say how it went; if that last write fails
+after a local registry took the line, the line is withdrawn and the files say ``failed``, or, if
+even that cannot be written, a file that would claim success is removed. A run never says it
+registered a version the registry does not hold, nor the other way round.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from lib import progress, registry, sinks, storage
 from lib.run.layout import RunLayout
-from lib.run.records import SKIPPED, SUCCEEDED, Registration, RunSummary
+from lib.run.records import FAILED, SKIPPED, SUCCEEDED, Registration, RunSummary
+from lib.storage import StorageError
 from steps._common import failed, guarded
 
 
@@ -19,13 +29,60 @@ def register(registry_config: dict[str, Any], selection: dict[str, Any], approva
         return record.to_dict()
     summary = RunSummary.from_dict(selection["summary"])
     record = registry.registration_for(summary, registry_config, approval_status, execution_id)
-    if record.status != SKIPPED:
-        outcome = guarded("register", lambda: registry.register(record, layout).to_dict())
-        record = Registration.from_dict({**record.to_dict(), **outcome})
-        if record.status == SUCCEEDED:
-            progress.say("register", f"{record.model} registered as version {record.version} of "
-                                     f"{record.model_package_group_name} ({record.approval_status})")
+    if record.status == SKIPPED:
+        _record(summary, record, layout)
+        return record.to_dict()
+
+    pending = registry.prepare(record, layout)
+    _record(summary, pending, layout)  # StorageError here: nothing was registered
+    outcome = guarded("register", lambda: registry.register(replace(pending), layout).to_dict())
+    done = Registration.from_dict({**pending.to_dict(), **outcome})
+    if done.status != SUCCEEDED:
+        done.version = None  # nothing was registered
+    try:
+        _record(summary, done, layout)
+    except StorageError as exc:
+        if done.status == SUCCEEDED:
+            _take_back(summary, done, layout, exc)
+        raise
+    if done.status == SUCCEEDED:
+        progress.say("register", f"{done.model} registered as version {done.version} of "
+                                 f"{done.model_package_group_name} ({done.approval_status})")
+    return done.to_dict()
+
+
+def _record(summary: RunSummary, record: Registration, layout: RunLayout) -> None:
+    """`registry.json`, then the summary (small files first: on a filling disk they are the ones
+    that still fit)."""
     storage.write_json(layout.registry, record.to_dict())
     summary.registry = record
     sinks.publish(summary, layout)
-    return record.to_dict()
+
+
+def _take_back(summary: RunSummary, done: Registration, layout: RunLayout, exc: StorageError) -> None:
+    """The registry holds ``done`` but the run could not say so: undo it, and say that instead."""
+    if not registry.withdraw(done, layout):
+        progress.say("register", f"registered {done.model} as version {done.version}, but could not "
+                                 f"record it in the run's files ({exc})")
+        return
+    undone = replace(done, status=FAILED, version=None,
+                     error=f"registered, then withdrawn because the run could not record it: {exc}")
+    progress.say("register", f"FAILED: {undone.error}")
+    try:
+        _record(summary, undone, layout)
+    except StorageError:
+        pass
+    # a file that still claims the withdrawn version goes (a removal needs no free space)
+    for uri, key in ((layout.registry, None), (layout.summary, "registry")):
+        if _claims(uri, key, done):
+            storage.remove(uri)
+
+
+def _claims(uri: str, key: str | None, done: Registration) -> bool:
+    try:
+        data = storage.read_json(uri)
+    except (OSError, ValueError, StorageError):
+        return False
+    if key is not None:
+        data = data.get(key) if isinstance(data, dict) else None
+    return isinstance(data, dict) and data.get("status") == SUCCEEDED and data.get("version") == done.version

@@ -2,6 +2,10 @@
 
 A run whose root is in S3 registers in the SageMaker Model Registry (`sagemaker.py`); a local run
 in a registry file beside its runs (`local.py`). Both take the same `Registration` record.
+
+Register is three calls so that the registry changes last: `prepare` (what will be registered,
+nothing written), `register` (the registry changes), and `withdraw` when the run could not record
+that it registered (a local registry drops the line again).
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ def registration_for(summary: RunSummary, registry: dict[str, Any], approval_sta
     )
 
 
+def prepare(registration: Registration, layout: RunLayout) -> Registration:
+    """Fill in what is known before registering (a local registry's file); nothing is written."""
+    if not layout.is_remote:
+        from lib.registry.local import prepare_locally
+
+        return prepare_locally(registration, layout.local_registry_index(registration.model_package_group_name))
+    return registration
+
+
 def register(registration: Registration, layout: RunLayout) -> Registration:
     """Write ``registration`` to the registry the run's storage implies."""
     if layout.is_remote:
@@ -44,3 +57,16 @@ def register(registration: Registration, layout: RunLayout) -> Registration:
     from lib.registry.local import register_locally
 
     return register_locally(registration, layout.local_registry_index(registration.model_package_group_name))
+
+
+def withdraw(registration: Registration, layout: RunLayout) -> bool:
+    """Undo ``register`` for a run that could not record it; True if undone.
+
+    A local registry drops its line. A SageMaker model package is left as it is (it carries the
+    execution id in its metadata; deleting a package is for a person to decide).
+    """
+    if layout.is_remote:
+        return False
+    from lib.registry.local import withdraw_locally
+
+    return withdraw_locally(registration, layout.local_registry_index(registration.model_package_group_name))

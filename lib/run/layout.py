@@ -87,6 +87,11 @@ class RunLayout:
     def execution(self) -> str:
         return self._at("execution.json")
 
+    @property
+    def lock(self) -> str:
+        """Held by the run writing here (`lib.run.lock`): who it is, since when."""
+        return self._at(".lock")
+
     def local_registry_index(self, group: str) -> str:
         """A local run's registry lives beside the pipeline's runs: ``<runs>/model_registry/<group>.jsonl``."""
         return storage.join(storage.parent(self.root), "model_registry", f"{group}.jsonl")
