@@ -16,8 +16,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from lib import progress, storage
-from lib.plan import Param, Plan, Ref, Step, call_arguments
+from lib.plan import STEP_KINDS, Param, Plan, Ref, Step, call_arguments
 from lib.providers import running
+from lib.run import interrupt
 from lib.run.layout import RunLayout
 
 
@@ -57,8 +58,37 @@ def configure_threads(max_workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, max_workers)))
 
 
+def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> None:
+    """After an interrupt: run, in this thread, every step whose kind runs on interrupt (cleanup,
+    then select), with what has finished; a step still running or never started counts as
+    interrupted (a deploy in progress, with what it has created so far)."""
+    def value(v: Any) -> Any:
+        if isinstance(v, Ref):
+            if v.step in results:
+                return results[v.step]
+            return running.partial_result(v.step) or {
+                "status": "interrupted", "error": "interrupted before it finished", "model": plan.step(v.step).model}
+        return _value(v, results, params)
+
+    for step in sorted(plan.steps, key=lambda s: s.kind != "cleanup"):  # money first
+        if step.name in results or not STEP_KINDS[step.kind].on_interrupt:
+            continue
+        fn = _function(step.function)
+        args, kwargs = call_arguments(step, fn, value)
+        try:
+            results[step.name] = fn(*args, **kwargs)
+        except Exception as exc:
+            results[step.name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            progress.say(step.name, f"raised {type(exc).__name__}: {exc}")
+
+
 def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[str, Any]:
-    """Execute every step; a step that raises becomes a failed result and its dependants still run."""
+    """Execute every step; a step that raises becomes a failed result and its dependants still run.
+
+    On SIGINT/SIGTERM (`Interrupted`, or a KeyboardInterrupt from a worker) no new model call starts,
+    cleanup and select run with what has finished, every local endpoint stops, and the interrupt
+    is raised again for the caller to exit with its code."""
+    interrupt.reset()  # a new run starts unstopped, whatever an earlier one in this process did
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     pending = {s.name: s for s in plan.steps}
@@ -80,14 +110,20 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
                     progress.say(name, f"raised {type(exc).__name__}: {exc}")
                 status = results[name].get("status") or "done"
                 progress.say(name, f"{status} in {timings.get(name, 0):.1f}s")
+    except (KeyboardInterrupt, interrupt.Interrupted):
+        interrupt.request()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _wind_down(plan, results, params)
+        raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         stopped = running.stop_all()
         if stopped:
             progress.say("executor", f"stopped {len(stopped)} local endpoint(s) left running")
-    storage.write_json(RunLayout.resolve(params["run_root"], params["execution_id"]).execution,
-                       {"pipeline": plan.pipeline, "execution_id": params["execution_id"],
-                        "steps": {s.name: {"seconds": timings.get(s.name),
-                                           "status": results.get(s.name, {}).get("status"),
-                                           "error": results.get(s.name, {}).get("error")} for s in plan.steps}})
+        storage.write_json(RunLayout.resolve(params["run_root"], params["execution_id"]).execution,
+                           {"pipeline": plan.pipeline, "execution_id": params["execution_id"],
+                            "steps": {s.name: {"seconds": timings.get(s.name),
+                                               "status": (results.get(s.name) or {}).get("status", "not run"),
+                                               "error": (results.get(s.name) or {}).get("error")}
+                                      for s in plan.steps}})
     return results

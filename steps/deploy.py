@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.providers import get_provider
+from lib.providers import get_provider, running
 from lib.run.layout import RunLayout
 from steps._common import context, failed, guarded
 
@@ -18,7 +18,13 @@ def deploy(model: dict[str, Any], finetune_result: dict[str, Any] | None, run_ro
     ctx = context(step, RunLayout.resolve(run_root, execution_id), cache_root, execution_id=execution_id,
                   created=[])
     provider = get_provider(model["provider"])
-    result = guarded(step, lambda: provider.deploy(model, finetune_result, ctx))
+    # an interrupted run deletes what this deploy has made so far, before the deploy returns
+    running.in_progress(step, {"status": "interrupted", "error": "interrupted while deploying",
+                               "created": ctx["created"]})
+    try:
+        result = guarded(step, lambda: provider.deploy(model, finetune_result, ctx))
+    finally:
+        running.finished(step)
     # a failed deploy may have created part of what it meant to; cleanup reads this list
     result.setdefault("created", ctx.get("created", []))
     return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from lib import progress, reports, storage
+from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
 from lib.engine.invoke import RetryPolicy, invoke_records
 from lib.providers import get_provider
 from lib.run.layout import RunLayout
-from lib.run.records import ModelResult
+from lib.run.records import FAILED, ModelResult
 from lib.scorers import scorer_for
 from steps._common import failed, guarded
 
@@ -53,6 +54,12 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
                     if deployment.get(k)},
         register=model.get("register"))  # the sample's per-model register_config
+    result.status = model_status(stats.records, stats.errors, invoke.get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
+    if stats.errors:
+        result.error = f"{stats.errors} of {stats.records} records failed (first: {stats.first_error})"
+        say(result.error)
+    if stats.records and stats.errors == stats.records:
+        return result  # nothing to score: every answer is an error
     for algorithm in algorithms:
         scorer = scorer_for(algorithm)
         limit = algorithm.get("num_records") or len(records)  # scored on the first N records when set
@@ -74,4 +81,7 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
                                                   invoke["prompt_template"], rows), "text/html; charset=utf-8")
         shown = ", ".join(f"{k}={v:.3f}" for k, v in scored["scores"].items() if v is not None)
         say(f"{algorithm['name']}: {shown}")
+    if algorithms and not result.scores:
+        result.status = FAILED
+        result.error = "; ".join(f"{k} not scored: {v}" for k, v in result.algorithm_errors.items())
     return result

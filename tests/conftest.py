@@ -61,3 +61,13 @@ def write_config(config_dir: Path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _unstopped():
+    """Each test starts with the run-stopping flag down (a test that interrupts a run raises it)."""
+    from lib.run import interrupt
+
+    interrupt.reset()
+    yield
+    interrupt.reset()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lib.providers.base import Provider
+from lib.providers.huggingface import HuggingFaceProvider
 from lib.providers.local import LocalProvider
 
 
@@ -66,3 +67,21 @@ class EchoProvider(Provider):
 
     def identity(self, model, deployment):
         return f"echo|{model['greeting']}"
+
+
+class SlowEndpointProvider(HuggingFaceProvider):
+    """Deploys a real (moto) SageMaker endpoint through the shared SageMaker code; answers each prompt
+    after a pause, as a busy endpoint does, so a run can be interrupted mid-evaluation."""
+
+    name = "slow-endpoint"
+
+    def invoker(self, model, deployment):
+        import time
+
+        from lib.engine.invokers import Answer
+
+        def invoke(prompt):
+            time.sleep(0.25)
+            return Answer("Paris")
+
+        return invoke

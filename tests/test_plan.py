@@ -33,8 +33,9 @@ def test_plan_one_model(write_config):
     assert [s.name for s in plan.steps] == [
         "preprocess", "deploy-model-0", "evaluate-model-0", "select", "register", "cleanup-model-0"]
     assert plan.step("evaluate-model-0").depends_on == ["preprocess", "deploy-model-0"]
-    # cleanup reads its own deploy's result and waits for register
-    assert plan.step("cleanup-model-0").depends_on == ["deploy-model-0", "register"]
+    # cleanup waits for its own model's deploy and evaluation only: select or register failing
+    # (a SageMaker step after a failed one never runs) cannot keep the endpoint up
+    assert plan.step("cleanup-model-0").depends_on == ["deploy-model-0", "evaluate-model-0"]
     # compute is a hint each executor maps: SageMaker gives evaluate a warm pool of the configured length
     assert plan.step("evaluate-model-0").compute == {"warm_pool": True, "accelerator": True}
     from pipelines.sagemaker_executor import step_compute

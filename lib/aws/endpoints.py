@@ -20,6 +20,12 @@ def endpoint_exists(name: str, region: str | None = None) -> bool:
         raise
 
 
+def endpoint_tags(name: str, region: str | None = None) -> dict[str, str]:
+    sm = aws.client("sagemaker", region)
+    arn = sm.describe_endpoint(EndpointName=name)["EndpointArn"]
+    return {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn).get("Tags", [])}
+
+
 def describe_resources(name: str, region: str | None = None) -> dict[str, Any]:
     """Endpoint -> its config -> its models, with the first model's image and artifact."""
     sm = aws.client("sagemaker", region)

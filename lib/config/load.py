@@ -216,7 +216,8 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         "finetune": finetune,
         "register": raw.get("register_config"),
         "creates_endpoint": bool(cls.deploys),  # only what creates something gets a cleanup step
-        "cleanup_endpoint": bool(raw.get("cleanup_endpoint", True)),
+        # None (not said): delete what this run created; True: also an endpoint that existed before
+        "cleanup_endpoint": raw.get("cleanup_endpoint"),
         "pipeline": pipeline,
     }
     try:

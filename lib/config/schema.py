@@ -42,6 +42,7 @@ _MODEL_EVAL = _obj(
         "max_concurrency": _POS_INT,
         "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
         "max_retries": {"type": "integer", "minimum": 0},
+        "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
     },
 )
 _FINETUNE_PARAMS = _obj(

@@ -21,7 +21,7 @@ def choose(results: list[ModelResult], metric: str, direction: str,
            score_names: dict[str, list[str]] | None = None) -> Selection:
     ranking, excluded = [], {}
     for r in results:
-        if not r.succeeded:
+        if not r.selectable:
             excluded[r.model] = r.error or "failed"
             continue
         value = metric_value(r, metric, score_names or {})

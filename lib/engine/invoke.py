@@ -16,6 +16,7 @@ from typing import Any
 from lib import storage
 from lib.engine.cache import OutputCache, cache_key
 from lib.engine.invokers import Answer, PermanentError, TransientError
+from lib.run import interrupt
 
 Invoker = Callable[[str], Answer]
 
@@ -37,6 +38,7 @@ class InvocationStats:
     invocations: int = 0  # records sent to the model in this run (cache hits and resumed rows excluded)
     attempts: int = 0  # including retries
     errors: int = 0
+    first_error: str | None = None  # of the first failed record, in dataset order
     cached: int = 0
     resumed: int = 0
     latencies: list[float] = field(default_factory=list)
@@ -54,7 +56,7 @@ class InvocationStats:
 
         return {
             "records": self.records, "invocations": self.invocations, "attempts": self.attempts,
-            "errors": self.errors, "cache_hits": self.cached, "resumed": self.resumed,
+            "errors": self.errors, "first_error": self.first_error, "cache_hits": self.cached, "resumed": self.resumed,
             "latency_p50_s": pct(0.5), "latency_p95_s": pct(0.95),
             "latency_mean_s": round(statistics.fmean(lat), 4) if lat else None,
             "prompt_tokens": self.prompt_tokens if self.tokens_reported else None,
@@ -114,6 +116,8 @@ def invoke_records(
 
     with storage.JsonlAppender(outputs_uri) as out:
         def one(record: dict[str, Any]) -> None:
+            if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
+                return
             prompt = prompts[record["id"]]
             key = cache_key(identity, invoke, prompt)
             hit = cache.get(key) if cache else None
@@ -146,12 +150,14 @@ def invoke_records(
         with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
             for future in [pool.submit(one, r) for r in todo]:
                 future.result()
+        interrupt.check()
 
     rows = [done[r["id"]] for r in records]
     storage.write_jsonl(outputs_uri, rows)  # compact: one line per record, in dataset order
     for row in rows:
         if row["error"] is not None:
             stats.errors += 1
+            stats.first_error = stats.first_error or row["error"]
         if row.get("cached"):
             stats.cached += 1
         if row["latency_s"] is not None and row["error"] is None:

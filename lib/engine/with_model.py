@@ -4,9 +4,39 @@ again): fmeval's `evaluate()` with a ModelRunner over the provider's invoker."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lib.engine import fmeval_offline
+
+
+@contextmanager
+def local_ray() -> Iterator[None]:
+    """Ray for fmeval's `evaluate()`, bound to 127.0.0.1 (left to itself, Ray listens on every
+    interface: 7 sockets measured here) and shut down afterwards, so none of its processes outlives
+    the algorithm. A Ray the caller started is left as it is."""
+    import ray
+
+    from lib.providers import running
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # registered like a local endpoint: an interrupted run stops it with everything else it started
+    running.add("ray:local", _RayCluster())
+    try:
+        yield
+    finally:
+        running.stop("ray:local")
+
+
+class _RayCluster:
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
 
 
 def runner_class() -> type:
@@ -47,8 +77,9 @@ def evaluate_with_model(algorithm: dict[str, Any], invoker: Any, dataset_uri: st
         config = DataConfig(dataset_name=dataset_name, dataset_uri=dataset_uri,
                             dataset_mime_type="application/jsonlines", model_input_location="model_input",
                             target_output_location="target_output")
-        outputs = algo.evaluate(model=runner_class()(invoker), dataset_config=config,
-                                prompt_template=prompt_template, num_records=num_records, save=False)
+        with local_ray():
+            outputs = algo.evaluate(model=runner_class()(invoker), dataset_config=config,
+                                    prompt_template=prompt_template, num_records=num_records, save=False)
     except Exception as exc:  # unavailable offline, or the model failed throughout: data, not a crash
         result["error"] = f"{algorithm['name']} could not run: {type(exc).__name__}: {str(exc)[:300]}"
         return result

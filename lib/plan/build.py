@@ -58,9 +58,12 @@ def build_plan(config: RunConfig) -> Plan:
                      "approval_status": Param("model_approval_status"), **run},
         f"Register the selected model in {ev['model_registry']['model_package_group_name']}"))
     for model in ev["models"]:
-        if model["creates_endpoint"] and model["cleanup_endpoint"]:
+        if model["creates_endpoint"] and model["cleanup_endpoint"] is not False:
             name = model["name"]
+            # waits for its own model's evaluation only: a failing select, register or sibling
+            # branch cannot keep this endpoint up (a SageMaker step after a failed one never runs)
             steps.append(_step(
-                "cleanup", {"model": model, "deployment": Ref(f"deploy-{name}"), "registered": Ref("register")},
+                "cleanup", {"model": model, "deployment": Ref(f"deploy-{name}"),
+                            "evaluation": Ref(f"evaluate-{name}")},
                 f"Remove what deploy-{name} created", model))
     return Plan(config.pipeline_name, steps)

@@ -18,6 +18,9 @@ class StepKind:
     per_model: bool  # one step per model (`<kind>-<model>`) or one for the run (`<kind>`)
     warm_pool: bool = False  # the same job shape repeats per model: keep instances warm between them
     accelerator: bool = False  # wants a GPU instance when the executor has one to give
+    # still runs when the run is interrupted, with what has finished (cleanup deletes what was
+    # created; select writes the summary, marked interrupted)
+    on_interrupt: bool = False
 
 
 STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
@@ -25,8 +28,8 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("finetune", "steps.finetune:finetune", per_model=True, warm_pool=True),
     StepKind("deploy", "steps.deploy:deploy", per_model=True),
     StepKind("evaluate", "steps.evaluate:evaluate", per_model=True, warm_pool=True, accelerator=True),
-    StepKind("select", "steps.select:select", per_model=False),
+    StepKind("select", "steps.select:select", per_model=False, on_interrupt=True),
     StepKind("register", "steps.register:register", per_model=False),
-    StepKind("cleanup", "steps.cleanup:cleanup", per_model=True),
+    StepKind("cleanup", "steps.cleanup:cleanup", per_model=True, on_interrupt=True),
 )}
 KINDS = tuple(STEP_KINDS)

@@ -1,6 +1,6 @@
 """What this process started and must stop: local endpoints (servers in this process) register here,
 so the executor can stop everything on every path (success, failure, Ctrl-C) without knowing
-which provider started what."""
+which provider started what; and what a deploy still in progress has created so far in AWS."""
 
 from __future__ import annotations
 
@@ -13,7 +13,25 @@ class Closable(Protocol):
 
 
 _RUNNING: dict[str, Closable] = {}
+_IN_PROGRESS: dict[str, dict[str, Any]] = {}  # step -> what it has created so far
 _LOCK = threading.Lock()
+
+
+def in_progress(step: str, partial: dict[str, Any]) -> None:
+    """Note what a step that creates resources has made so far (a dict it keeps appending to), so an
+    interrupted run can delete it before the step returns."""
+    with _LOCK:
+        _IN_PROGRESS[step] = partial
+
+
+def finished(step: str) -> None:
+    with _LOCK:
+        _IN_PROGRESS.pop(step, None)
+
+
+def partial_result(step: str) -> dict[str, Any] | None:
+    with _LOCK:
+        return _IN_PROGRESS.get(step)
 
 
 def add(resource_id: str, resource: Closable) -> None:

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from lib import aws
-from lib.aws.endpoints import delete_created, describe_resources, endpoint_exists
+from lib.aws.endpoints import delete_created, describe_resources, endpoint_exists, endpoint_tags
 from lib.engine.invokers import Answer, PermanentError, TransientError, build_body, read_answer
 from lib.providers.base import Provider
 from lib.redact import redact
@@ -36,11 +36,29 @@ class SageMakerEndpointProvider(Provider):
                context: dict[str, Any]) -> dict[str, Any]:
         name = model["endpoint_name"]
         if endpoint_exists(name, model.get("region")):
-            context["progress"](f"endpoint {name} already exists: reusing it (it will not be deleted)")
-            return {**describe_resources(name, model.get("region")), "created": [], "reused": True}
+            return self._reuse(model, context)
         created = context.setdefault("created", [])
         info = self.create(model, finetuned, context, created)
         return {**info, "created": created, "reused": False}
+
+    def _reuse(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        """An endpoint that exists already is used as it is. It is deleted at the end (``adopted``)
+        when the config says ``cleanup_endpoint: true`` (as the AWS sample does) or when an earlier run
+        of this pipeline left it (its tag says so); otherwise it is someone else's and stays."""
+        name, region = model["endpoint_name"], model.get("region")
+        info = describe_resources(name, region)
+        left_by_us = endpoint_tags(name, region).get(aws.PIPELINE_TAG) == model["pipeline"]
+        adopted: list[dict[str, str]] = []
+        if model.get("cleanup_endpoint") is True or left_by_us:
+            adopted = [{"type": "endpoint", "id": name},
+                       {"type": "endpoint-config", "id": info["endpoint_config_name"]},
+                       *({"type": "model", "id": m} for m in info["model_names"])]
+            why = ("cleanup_endpoint: true" if model.get("cleanup_endpoint") is True
+                   else "an earlier run of this pipeline left it")
+            context["progress"](f"endpoint {name} already exists: reusing it; it is deleted at the end ({why})")
+        else:
+            context["progress"](f"endpoint {name} already exists: reusing it (it is not ours: it will not be deleted)")
+        return {**info, "created": [], "adopted": adopted, "reused": True}
 
     def create(self, model: dict[str, Any], finetuned: dict[str, Any] | None, context: dict[str, Any],
                created: list[dict[str, str]]) -> dict[str, Any]:
@@ -50,7 +68,8 @@ class SageMakerEndpointProvider(Provider):
         return SageMakerEndpointInvoker(deployment["endpoint_name"], model["invoke"], model.get("region"))
 
     def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
-        return {"deleted": delete_created(deployment.get("created", []), model.get("region"))}
+        owned = deployment.get("created", []) + deployment.get("adopted", [])
+        return {"deleted": delete_created(owned, model.get("region"))}
 
 
 class SageMakerEndpointInvoker:

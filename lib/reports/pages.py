@@ -92,12 +92,16 @@ _RUN_TEMPLATE = _PAGE.from_string("""<!doctype html>
 <style>body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 tr.best{background:#e7f7e7}.scroll{overflow-x:auto}th small{font-weight:normal;color:#555}
-td:nth-child(2){white-space:nowrap}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{color:#666}</style></head><body>
+td:nth-child(2){white-space:nowrap}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{color:#666}
+.problems{background:#fde8e8;border:1px solid #e0a0a0;padding:.5rem 1rem}</style></head><body>
 <h1>{{ s.pipeline }}</h1>
 <p class="muted">execution {{ s.execution_id }} · selection by <b>{{ s.selection.metric }}</b>
 ({{ s.selection.direction }}) · best: <b>{{ s.selection.best or "none" }}</b>
 {% if s.registry and s.registry.version %} · registered as version {{ s.registry.version }} of
 {{ s.registry.model_package_group_name }} ({{ s.registry.approval_status }}){% endif %}</p>
+{% if s.status == "interrupted" %}<p class="problems">This run was interrupted before it finished.</p>{% endif %}
+{% if problems %}<div class="problems"><b>Needs attention</b><ul>{% for p in problems %}<li>{{ p }}</li>
+{% endfor %}</ul></div>{% endif %}
 <h2>Leaderboard</h2>
 <div class="scroll"><table><tr><th>#</th><th>model</th><th>status</th>
 {% for m in metrics %}<th>{{ m.split('.')[0] }}<br><small>{{ m.split('.', 1)[1] }}</small></th>{% endfor %}
@@ -172,5 +176,7 @@ def run_report_html(summary: RunSummary, layout: RunLayout) -> str:
     scale = {k: max([1.0] + [row["vals"][k] or 0 for row in leaderboard]) for k in metrics}
     eval_name = summary.selection.metric.split(".")[0]
     wrong = {name: _wrong_answers(layout, name, eval_name) for name in names}
+    from lib.decide.status import problems
+
     return _RUN_TEMPLATE.render(s=summary, metrics=metrics, leaderboard=leaderboard, scale=scale, wrong=wrong,
-                                fmt=_fmt)
+                                fmt=_fmt, problems=problems(summary))

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+SUCCEEDED, PARTIAL, FAILED, SKIPPED = "succeeded", "partial", "failed", "skipped"
+INTERRUPTED = "interrupted"
+COMPLETED = "completed"  # a run that ran every step (whatever each model did)
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -25,8 +27,9 @@ class ModelResult:
     """One model's evaluation: how it was asked, how it answered, what it scored."""
 
     model: str
-    status: str = SUCCEEDED
-    error: str | None = None
+    status: str = SUCCEEDED  # succeeded | partial (some records failed, within budget) | failed | interrupted
+    error: str | None = None  # why it failed, or how partial it is
+    first_error: str | None = None  # the first record's error, as the model or its client said it
     provider: str | None = None
     model_id: str | None = None
     records: int | None = None
@@ -50,6 +53,11 @@ class ModelResult:
     @property
     def succeeded(self) -> bool:
         return self.status == SUCCEEDED
+
+    @property
+    def selectable(self) -> bool:
+        """Evaluated well enough to be chosen: every record, or all but an error budget's worth."""
+        return self.status in (SUCCEEDED, PARTIAL)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +134,7 @@ class RunSummary:
     models: dict[str, ModelResult]
     selection: Selection
     registry: Registration | None = None
+    status: str = COMPLETED  # completed | interrupted
 
     def to_dict(self) -> dict[str, Any]:
         models = {}
@@ -133,7 +142,8 @@ class RunSummary:
             entry = result.to_dict()
             entry.pop("model")  # it is the key
             models[name] = entry
-        return {"pipeline": self.pipeline, "execution_id": self.execution_id, "models": models,
+        return {"pipeline": self.pipeline, "execution_id": self.execution_id, "status": self.status,
+                "models": models,
                 "selection": self.selection.to_dict(),
                 "registry": self.registry.to_dict() if self.registry else None}
 
@@ -144,4 +154,5 @@ class RunSummary:
             models={name: ModelResult.from_dict({**m, "model": name}) for name, m in data["models"].items()},
             selection=Selection.from_dict(data["selection"]),
             registry=Registration.from_dict(data["registry"]) if data.get("registry") else None,
+            status=data.get("status", COMPLETED),
         )

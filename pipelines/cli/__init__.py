@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The console script and `python pipelines/build_pipeline.py`."""
     code = main()
-    if code == 130:
-        # Ctrl-C: every endpoint is already stopped; do not wait for a worker thread still inside a
-        # long generate or training step (the interpreter would join it at exit)
+    if code in (130, 143):
+        # interrupted: every endpoint is already stopped; do not wait for a worker thread still inside
+        # a long generate or training step (the interpreter would join it at exit)
         sys.stdout.flush()
         sys.stderr.flush()
         import os

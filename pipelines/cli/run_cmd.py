@@ -19,8 +19,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lib import progress, storage
+    from lib.decide import status
     from lib.plan import build_plan
+    from lib.run import interrupt
     from lib.run.layout import RunLayout, local_root_template
+    from lib.run.lock import run_lock
     from lib.run.records import RunSummary
     from pipelines import local_executor
 
@@ -40,14 +43,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.say("run", f"{cfg.pipeline_name} execution {execution_id}: {len(plan.steps)} steps into {layout.root}")
     started = time.perf_counter()
     local_executor.configure_threads(local["max_workers"])
-    local_executor.run_plan(plan, params, local["max_workers"])
+    try:
+        # one run at a time in an output folder; the lock goes however the run ends
+        with run_lock(layout.root), interrupt.handled():
+            local_executor.run_plan(plan, params, local["max_workers"])
+    except (KeyboardInterrupt, interrupt.Interrupted) as exc:
+        code = getattr(exc, "exit_code", status.EXIT_SIGINT)
+        print(f"interrupted: what this run created was deleted; the partial summary is {layout.summary}; "
+              f"run again with --output-dir {layout.root} to resume", file=sys.stderr)
+        return code
     if not storage.exists(layout.summary):
         print(f"the run ended without a summary; see {layout.root}", file=sys.stderr)
-        return 1
+        return status.EXIT_BROKEN
     summary = RunSummary.from_dict(storage.read_json(layout.summary))
     print(format_summary(summary, layout, time.perf_counter() - started))
-    ok = any(m.succeeded for m in summary.models.values())
-    return 0 if ok else 1
+    code = status.exit_code(summary)
+    for line in status.problems(summary):
+        print(f"problem: {line}", file=sys.stderr)
+    if code:
+        print(f"exit code {code}: {EXIT_MEANING[code]}", file=sys.stderr)
+    return code
 
 
 def format_summary(summary: RunSummary, layout: RunLayout, seconds: float) -> str:
@@ -66,8 +81,22 @@ def format_summary(summary: RunSummary, layout: RunLayout, seconds: float) -> st
     return "\n".join(lines)
 
 
+EXIT_MEANING = {
+    0: "every model was evaluated and one was selected",
+    3: "a model was selected, but some models failed or are partial",
+    4: "nothing could be selected",
+    5: "a model was selected but could not be registered",
+    130: "interrupted (SIGINT); what the run created was deleted",
+    143: "interrupted (SIGTERM); what the run created was deleted",
+    1: "the run broke before it could write its summary",
+    2: "bad input: nothing was run",
+}
+EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_MEANING.items())
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the whole pipeline on this machine")
+    p = sub.add_parser("run", help="run the whole pipeline on this machine", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--output-dir", default=None,
                    help="where the run is written (default: <local.output_dir>/<pipeline>/<execution-id>)")

@@ -1,0 +1,93 @@
+"""Exit codes and model statuses as a contract: what CI/CD and a schedule gate on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import ROOT, write_dataset
+from fake_servers import chat_server, reply
+
+
+def write_config(tmp_path: Path, urls: dict[str, str], n: int = 20, **evaluation: object) -> Path:
+    write_dataset(tmp_path / "eval.jsonl", n)
+    config = {
+        "pipeline": {"name": "gate"},
+        "dataset": {"dataset_name": "trivia", "input_data_location": "eval.jsonl",
+                    "model_input_key": "question", "target_output_key": "answer"},
+        "models": [{"name": name, "provider": "openai", "model_id": "m", "endpoint_url": url,
+                    "evaluation_config": {"max_retries": 0, "max_concurrency": 2, **evaluation}}
+                   for name, url in urls.items()],
+        "algorithms": [{"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"}],
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump({"local": {"output_dir": str(tmp_path / "runs")}}))
+    return tmp_path / "config.yaml"
+
+
+def run(config: Path, out: Path) -> subprocess.CompletedProcess:
+    """The CLI as CI runs it: a real process, its exit code and its last lines."""
+    return subprocess.run([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--config",
+                           str(config), "--output-dir", str(out)], capture_output=True, text=True, timeout=300)
+
+
+def always(status: int, payload: dict):
+    return lambda n, headers, body: (status, payload)
+
+
+def test_every_model_failing_every_record_exits_4_and_says_why(tmp_path):
+    with chat_server(always(500, {"error": "model crashed"})) as down, \
+            chat_server(always(404, {"error": "no such model"})) as missing:
+        proc = run(write_config(tmp_path, {"down": down, "missing": missing}, n=5), tmp_path / "run")
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for name, why in (("down", "HTTP 500"), ("missing", "HTTP 404")):
+        model = summary["models"][name]
+        assert model["status"] == "failed" and model["errors"] == 5 and model["scores"] == {}
+        assert why in model["first_error"] and "5 of 5 records failed" in model["error"]
+    assert summary["selection"]["best"] is None
+    # the console's last lines: every failed model and why, then the verdict
+    tail = proc.stderr.strip().splitlines()[-4:]
+    assert tail[0].startswith("problem: down: failed: 5 of 5 records failed") and "HTTP 500" in tail[0]
+    assert tail[1].startswith("problem: missing: failed: 5 of 5 records failed") and "HTTP 404" in tail[1]
+    assert tail[2].startswith("problem: no model was selected")
+    assert tail[3] == "exit code 4: nothing could be selected"
+    report = (tmp_path / "run" / "report.html").read_text()
+    top = report[:report.index("<h2>Leaderboard</h2>")]
+    assert "Needs attention" in top and "down: failed" in top and "missing: failed" in top
+
+
+def test_a_model_over_its_error_budget_fails_one_within_it_is_partial(tmp_path):
+    def flaky(every: int):
+        return lambda n, headers, body: (500, {"error": "overloaded"}) if n % every == 0 else (200, reply("Paris"))
+
+    # 20 records: every 10th failing is 10% (the default budget: partial); every 4th is 25% (failed)
+    with chat_server(flaky(10)) as ten, chat_server(flaky(4)) as four:
+        proc = run(write_config(tmp_path, {"ten-percent": ten, "quarter": four}), tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["models"]["ten-percent"]["status"] == "partial"
+    assert summary["models"]["quarter"]["status"] == "failed"
+    assert summary["selection"]["best"] == "ten-percent"
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "exit code 3" in proc.stderr
+
+
+def test_the_error_budget_is_configurable_and_a_clean_run_exits_0(tmp_path):
+    with chat_server(lambda n, h, b: (500, {}) if n % 4 == 0 else (200, reply("Paris"))) as four:
+        proc = run(write_config(tmp_path, {"quarter": four}, max_error_rate=0.3), tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["models"]["quarter"]["status"] == "partial"
+    assert proc.returncode == 3
+    with chat_server(always(200, reply("Paris"))) as fine:
+        proc = run(write_config(tmp_path, {"fine": fine}), tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "problem:" not in proc.stderr and "exit code" not in proc.stderr
+
+
+def test_the_exit_codes_are_in_the_help():
+    proc = subprocess.run([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--help"],
+                          capture_output=True, text=True)
+    for code in ("0", "3", "4", "5", "130", "143"):
+        assert f"  {code:>3}  " in proc.stdout
