@@ -172,3 +172,50 @@ def test_output_cache_in_s3(sm):
     assert cache.get("ab" * 32) is None  # NoSuchKey is a miss
     cache.put("ab" * 32, {"output": "Paris"})
     assert cache.get("ab" * 32) == {"output": "Paris"}
+
+
+def test_a_reused_endpoint_is_deleted_when_the_config_says_so_or_we_left_it(sm, tmp_path):
+    from lib import aws
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    # cleanup_endpoint: true — the sample's way: the named endpoint goes at the end, even though it existed
+    existing_endpoint(sm, "sample-endpoint")
+    model = {**model_entry("s", endpoint="sample-endpoint"), "cleanup_endpoint": True}
+    result = deploy(model, None, str(tmp_path), "exec-7")
+    assert result["reused"] and result["created"] == []
+    assert sorted(cleanup(model, result)["deleted"]) == [
+        "endpoint-config:sample-endpoint", "endpoint:sample-endpoint", "model:sample-endpoint"]
+    assert "sample-endpoint" not in endpoint_names(sm)
+
+    # not said, but an earlier (interrupted) run of this pipeline left it: its tag says so
+    left = deploy(model_entry("t"), None, str(tmp_path), "exec-8")  # creates llm-eval-t, tagged pipeline p
+    again = deploy(model_entry("t"), None, str(tmp_path), "exec-9")
+    assert again["reused"] and {a["id"] for a in again["adopted"]} == {"llm-eval-t"}
+    assert "endpoint:llm-eval-t" in cleanup(model_entry("t"), again)["deleted"]
+    assert left["created"] and "llm-eval-t" not in endpoint_names(sm)
+
+    # someone else's endpoint (not ours, config silent) stays; so does one the config says to keep
+    existing_endpoint(sm, "theirs")
+    for entry in (model_entry("u", endpoint="theirs"), {**model_entry("u", endpoint="theirs"),
+                                                          "cleanup_endpoint": False}):
+        kept = deploy(entry, None, str(tmp_path), "exec-10")
+        assert kept["adopted"] == [] and cleanup(entry, kept)["deleted"] == []
+    assert "theirs" in endpoint_names(sm)
+    arn = sm.describe_endpoint(EndpointName="theirs")["EndpointArn"]
+    assert aws.PIPELINE_TAG not in {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def test_the_endpoint_provider_never_gets_a_cleanup_step(tmp_path):
+    import yaml
+    from conftest import base_config, write_dataset
+
+    from lib.config import load_config
+    from lib.plan import build_plan
+
+    write_dataset(tmp_path / "eval.jsonl")
+    data = base_config(1)
+    data["models"][0].update(provider="endpoint", endpoint_name="prod", cleanup_endpoint=True)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    plan = build_plan(load_config(tmp_path / "c.yaml"))
+    assert [s.name for s in plan.steps if s.kind == "cleanup"] == []

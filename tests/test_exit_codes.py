@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,19 @@ def test_the_exit_codes_are_in_the_help():
                           capture_output=True, text=True)
     for code in ("0", "3", "4", "5", "130", "143"):
         assert f"  {code:>3}  " in proc.stdout
+
+
+def test_a_second_run_into_the_same_output_dir_is_refused_naming_the_holder(tmp_path, capsys):
+    from lib.run.lock import run_lock
+    from pipelines.build_pipeline import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with chat_server(always(200, reply("Paris"))) as fine:
+        config = write_config(tmp_path, {"fine": fine}, n=2)
+        with run_lock(str(out)):  # the first run, still going
+            assert main(["run", "--config", str(config), "--output-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {os.getpid()}" in err and str(out) in err
+        assert sorted(p.name for p in out.iterdir()) == []  # nothing of the second run was written
+        assert main(["run", "--config", str(config), "--output-dir", str(out)]) == 0  # free again

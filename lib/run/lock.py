@@ -29,6 +29,7 @@ from lib.errors import UserError
 from lib.run.layout import RunLayout
 
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
+_HELD: set[str] = set()  # lock files this process holds now (a pid match alone cannot tell)
 _UNREADABLE_GRACE_S = 5.0  # a lock still empty after this long lost its writer between create and write
 
 
@@ -79,7 +80,7 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
-def _stale(holder: dict[str, Any]) -> str | None:
+def _stale(holder: dict[str, Any], held_here: bool = False) -> str | None:
     """Why ``holder`` no longer holds the lock, or None when it may still be running."""
     if holder.get("host") != socket.gethostname():
         return None  # another machine's process: cannot be checked from here
@@ -87,7 +88,7 @@ def _stale(holder: dict[str, Any]) -> str | None:
         pid = int(holder["pid"])
     except (KeyError, TypeError, ValueError):
         return "it names no process"
-    if pid == os.getpid():
+    if pid == os.getpid() and not held_here:
         return f"pid {pid} is this process, which did not take it (a pid reused after a restart)"
     if not _pid_alive(pid):
         return f"pid {pid} is no longer running"
@@ -178,6 +179,7 @@ def acquire(root: str) -> bytes | None:
     unreadable_since: float | None = None
     for _ in range(100):
         if _create(path, mine):
+            _HELD.add(str(path))
             return mine
         seen, other = _read(path)
         if not seen and other is None and not path.exists():
@@ -192,7 +194,7 @@ def acquire(root: str) -> bytes | None:
                 raise LockHeld(root, str(path), None)
             why = "it is empty or damaged"
         else:
-            why = _stale(other)
+            why = _stale(other, str(path) in _HELD)
             if why is None:
                 raise LockHeld(root, str(path), other)
         if _take_over(path, seen):
@@ -212,6 +214,7 @@ def release(root: str, mine: bytes | None) -> None:
     if mine is None:
         return
     path = Path(RunLayout(root).lock)
+    _HELD.discard(str(path))
     try:
         if path.read_bytes() == mine:
             path.unlink()
