@@ -52,6 +52,7 @@ class Assembly:
     uploads: list[tuple[str, str]] = field(default_factory=list)  # (local path, s3 uri) to copy before upsert
     root: str = ""
     tags: list[dict[str, str]] = field(default_factory=list)  # on the pipeline and every step's job
+    sweeper: Any = None  # the sweep pipeline, with sagemaker.sweep_on_failure
 
 
 def _session(settings: dict[str, Any]):
@@ -166,18 +167,21 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
             return values[value.name]
         return value
 
-    for s in plan.steps:
-        module, _, fn_name = s.function.partition(":")
-        fn = getattr(importlib.import_module(module), fn_name)
-        decorated = step(
-            fn, name=s.name, display_name=s.name, description=s.description or s.kind,
+    def job(fn: Any, name: str, description: str, instance_type: Any, keep_alive: int = 0) -> Any:
+        return step(
+            fn, name=name, display_name=name, description=description,
             retry_policies=retries or None, environment_variables=env, image_uri=sm["image_uri"],
-            instance_type=instance_params[s.kind],
-            keep_alive_period_in_seconds=step_compute(s, cfg.settings).get("keep_alive_period_in_seconds", 0),
+            instance_type=instance_type, keep_alive_period_in_seconds=keep_alive,
             role=sm["role_arn"], security_group_ids=sm.get("security_group_ids") or None,
             subnets=sm.get("subnets") or None, tags=tags, volume_kms_key=sm.get("kms_key"),
             volume_size=sm["volume_size"],
         )
+
+    for s in plan.steps:
+        module, _, fn_name = s.function.partition(":")
+        fn = getattr(importlib.import_module(module), fn_name)
+        decorated = job(fn, s.name, s.description or s.kind, instance_params[s.kind],
+                        step_compute(s, cfg.settings).get("keep_alive_period_in_seconds", 0))
         args, kwargs = call_arguments(s, fn, resolve)
         delayed[s.name] = decorated(*args, **kwargs)
         extra = [d for d in s.after if d not in s.reads]  # the SDK derives the others from the arguments
@@ -190,7 +194,15 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
         steps=list(delayed.values()),
         sagemaker_session=session,
     )
-    return Assembly(pipeline, uploads, root, tags)
+    sweeper = None
+    if sm.get("sweep_on_failure"):
+        from lib.aws.failure_rule import sweeper_name
+        from steps.sweep import sweep
+
+        sweeper = Pipeline(name=sweeper_name(cfg.pipeline_name), sagemaker_session=session, steps=[
+            job(sweep, "sweep", f"Delete what stopped or failed executions of {cfg.pipeline_name} left"[:256],
+                sm["step_instance_type"])(cfg.pipeline_name, sm.get("region"))])
+    return Assembly(pipeline, uploads, root, tags, sweeper)
 
 
 def parallelism(settings: dict[str, Any]) -> dict[str, int]:

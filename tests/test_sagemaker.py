@@ -230,3 +230,49 @@ def test_works_against_an_endpoint_url(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     assert aws.client("sagemaker").meta.endpoint_url == "http://localhost:4566"
+
+
+def test_upsert_adds_the_sweep_on_failure_net(aws, config_dir, capsys):
+    from lib.aws.failure_rule import rule_name
+    from pipelines.build_pipeline import main
+
+    config, settings = write_configs(config_dir, base_config(1))
+    data = yaml.safe_load(settings.read_text())
+    data["sagemaker"]["sweep_on_failure"] = True
+    settings.write_text(yaml.safe_dump(data))
+    assert main(["upsert", "--config", str(config)]) == 0
+    sm, events = aws.client("sagemaker"), aws.client("events")
+    pipeline_arn = sm.describe_pipeline(PipelineName="test-pipeline")["PipelineArn"]
+    sweeper = sm.describe_pipeline(PipelineName="test-pipeline-sweep")
+    steps = json.loads(sweeper["PipelineDefinition"])["Steps"]
+    assert [s["Name"] for s in steps] == ["sweep"]
+    rule = events.describe_rule(Name=rule_name("test-pipeline"))
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern["detail"] == {"pipelineArn": [pipeline_arn], "currentPipelineExecutionStatus": ["Failed", "Stopped"]}
+    target = events.list_targets_by_rule(Rule=rule_name("test-pipeline"))["Targets"]
+    assert [(t["Arn"], t["RoleArn"]) for t in target] == [(sweeper["PipelineArn"], ROLE)]
+    assert "started by" in capsys.readouterr().out
+    assert main(["upsert", "--config", str(config)]) == 0  # again: updated, not duplicated
+    assert len(events.list_targets_by_rule(Rule=rule_name("test-pipeline"))["Targets"]) == 1
+
+
+def test_the_sweep_deletes_what_finished_executions_left_and_nothing_else(aws, config_dir, monkeypatch):
+    from pipelines.build_pipeline import main
+    from steps.deploy import deploy
+    from steps.sweep import sweep
+
+    monkeypatch.setenv("LLM_EVAL_ROLE_ARN", ROLE)
+    config, _ = write_configs(config_dir, base_config(1))
+    assert main(["upsert", "--config", str(config)]) == 0
+    sm = aws.client("sagemaker")
+    arn = sm.start_pipeline_execution(PipelineName="test-pipeline")["PipelineExecutionArn"]
+    finished = arn.rsplit("/", 1)[-1]  # moto's executions end at once
+    model = {"name": "m", "provider": "huggingface", "model_id": "x", "model_version": "*", "region": "us-east-1",
+             "pipeline": "test-pipeline", "endpoint_name": "left-behind",
+             "deployment": {"instance_type": "ml.g4dn.xlarge", "num_instances": 1, "image_uri": "tgi:1"},
+             "invoke": {"output": "[0].generated_text", "content_template": "PROMPT_PLACEHOLDER"}, "finetune": None}
+    deploy(model, None, str(config_dir), finished)
+    deploy({**model, "name": "n", "endpoint_name": "local-run"}, None, str(config_dir), "a-local-run")
+    result = sweep("test-pipeline", "us-east-1")
+    assert sorted(result["deleted"]) == ["endpoint-config:left-behind", "endpoint:left-behind", "model:left-behind"]
+    assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["local-run"]

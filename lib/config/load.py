@@ -371,7 +371,7 @@ def default_settings() -> dict[str, Any]:
             "instance_types": {"evaluate": "ml.g5.2xlarge"},
             "volume_size": 50, "max_parallel_steps": 10, "max_retries": 2, "tags": {},
             "kms_key": None, "subnets": [], "security_group_ids": [], "environment": {},
-            "schedule": None, "model_approval_status": "PendingManualApproval",
+            "schedule": None, "model_approval_status": "PendingManualApproval", "sweep_on_failure": False,
         },
         "local": {
             "output_dir": "runs", "max_workers": 2,

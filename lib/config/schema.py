@@ -172,6 +172,7 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
                     "environment": {"type": "object", "additionalProperties": {"type": "string"}},
                     "schedule": {"type": "string"},
                     "model_approval_status": {"enum": ["Approved", "Rejected", "PendingManualApproval"]},
+                    "sweep_on_failure": {"type": "boolean"},
                 },
             ),
             "local": _obj(

@@ -47,9 +47,18 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     cfg, assembly = _assemble(args)
     upload_inputs(assembly.uploads)
     description = cfg.evaluation["pipeline"]["description"] or f"llm-eval-pipelines: {cfg.pipeline_name}"
-    response = assembly.pipeline.upsert(role_arn=cfg.settings["sagemaker"]["role_arn"], description=description,
+    sm = cfg.settings["sagemaker"]
+    response = assembly.pipeline.upsert(role_arn=sm["role_arn"], description=description,
                                         tags=assembly.tags, parallelism_config=parallelism(cfg.settings))
     print(f"upserted {response['PipelineArn']}")
+    if assembly.sweeper is not None:
+        from lib.aws.failure_rule import put_failure_rule
+
+        sweeper = assembly.sweeper.upsert(role_arn=sm["role_arn"], tags=assembly.tags,
+                                          description=f"Sweeps what failed executions of {cfg.pipeline_name} left")
+        rule = put_failure_rule(cfg.pipeline_name, response["PipelineArn"], sweeper["PipelineArn"], sm["role_arn"],
+                                assembly.tags, sm.get("region"))
+        print(f"upserted {sweeper['PipelineArn']}, started by {rule} when an execution fails or is stopped")
     return 0
 
 
@@ -140,11 +149,14 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     """Delete endpoints, endpoint configs and models tagged with this pipeline (and execution)."""
-    from lib.aws.cleanup_tagged import delete_tagged
+    from lib.aws.cleanup_tagged import delete_finished, delete_tagged
 
     cfg = load(args)
-    deleted = delete_tagged(cfg.pipeline_name, args.execution_id, cfg.settings["sagemaker"].get("region"),
-                            dry_run=args.dry_run)
+    region = cfg.settings["sagemaker"].get("region")
+    if args.finished:
+        deleted = delete_finished(cfg.pipeline_name, region, dry_run=args.dry_run)
+    else:
+        deleted = delete_tagged(cfg.pipeline_name, args.execution_id, region, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     print("\n".join(f"{verb} {d}" for d in deleted) or "nothing tagged with this pipeline is left")
     return 0
@@ -182,7 +194,10 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("cleanup", help="delete SageMaker endpoints/configs/models this tool created and tagged")
     add_config_args(p)
-    p.add_argument("--execution-id", help="only what this execution created")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--execution-id", help="only what this execution created")
+    group.add_argument("--finished", action="store_true",
+                       help="only what executions no longer running left (what the sweep pipeline does)")
     p.add_argument("--dry-run", action="store_true", help="list, do not delete")
     p.set_defaults(func=cmd_cleanup)
 
