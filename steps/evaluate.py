@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib import progress, reports, storage
+from lib import pricing, progress, reports, storage
 from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
 from lib.engine.invoke import RetryPolicy, invoke_records
@@ -54,6 +54,8 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
                     if deployment.get(k)},
         register=model.get("register"))  # the sample's per-model register_config
+    result.cost_usd = pricing.cost(model.get("price"), stats.wall_s, stats.summary()["prompt_tokens"],
+                                   stats.summary()["generated_tokens"])
     result.status = model_status(stats.records, stats.errors, invoke.get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
     if stats.errors:
         result.error = f"{stats.errors} of {stats.records} records failed (first: {stats.first_error})"

@@ -264,19 +264,62 @@ def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
     }
 
 
-def _check_selection(doc: LoadedYaml, selection: dict, algos: list[dict]) -> dict[str, Any]:
-    metric = selection["metric"]
+def _check_metric(doc: LoadedYaml, where: list, metric: str, algos: list[dict]) -> None:
+    """A metric a policy can name: a score of a configured algorithm, or a run metric."""
+    from lib.decide.metrics import RUN_METRICS
+
+    if metric in RUN_METRICS:
+        return
     eval_name, _, score = metric.partition(".")
     by_name = {a["eval_name"]: a for a in algos}
     if eval_name not in by_name:
-        raise doc.error(["selection", "metric"],
-                        f"'{eval_name}' is not the eval name of a configured algorithm; configured: "
-                        f"{', '.join(by_name)}")
+        choices = list(by_name) + list(RUN_METRICS)
+        raise doc.error(where, f"'{metric}' is not a score of a configured algorithm nor a run metric"
+                        f"{did_you_mean(metric, choices)}; scores: {', '.join(by_name)}; run metrics: "
+                        f"{', '.join(RUN_METRICS)}")
     known = by_name[eval_name]["score_names"]
     if score and known and score not in known:
-        raise doc.error(["selection", "metric"],
-                        f"{eval_name} reports no score '{score}'; its scores are {', '.join(known)}")
-    return {"metric": metric, "direction": selection.get("direction", "max")}
+        raise doc.error(where, f"{eval_name} reports no score '{score}'{did_you_mean(score, known)}; "
+                        f"its scores are {', '.join(known)}")
+
+
+def _check_selection(doc: LoadedYaml, selection: dict, algos: list[dict]) -> dict[str, Any]:
+    """The selection policy, normalised: objectives (the single metric/direction form is one objective),
+    constraints, confidence."""
+    from lib.decide.metrics import better
+
+    if selection.get("objectives") and selection.get("metric"):
+        raise doc.error(["selection"], "give either 'metric' (with 'direction') or 'objectives', not both")
+    if not selection.get("objectives") and not selection.get("metric"):
+        selection = {**selection, "metric": algos[0]["eval_name"]}
+    if selection.get("metric"):
+        _check_metric(doc, ["selection", "metric"], selection["metric"], algos)
+        objectives = [{"metric": selection["metric"], "weight": 1.0,
+                       "direction": selection.get("direction") or better(selection["metric"])}]
+    else:
+        objectives = []
+        for i, o in enumerate(selection["objectives"]):
+            _check_metric(doc, ["selection", "objectives", i, "metric"], o["metric"], algos)
+            objectives.append({"metric": o["metric"], "weight": float(o.get("weight", 1.0)),
+                               "direction": o.get("direction") or better(o["metric"])})
+    constraints = []
+    for i, c in enumerate(selection.get("constraints") or []):
+        _check_metric(doc, ["selection", "constraints", i, "metric"], c["metric"], algos)
+        if c.get("max") is None and c.get("min") is None:
+            raise doc.error(["selection", "constraints", i], f"the constraint on {c['metric']} needs 'max' or 'min'")
+        constraints.append({"metric": c["metric"], "max": c.get("max"), "min": c.get("min")})
+    return {"metric": objectives[0]["metric"], "direction": objectives[0]["direction"], "objectives": objectives,
+            "constraints": constraints, "confidence": selection.get("confidence", 0.95)}
+
+
+def _check_gate(doc: LoadedYaml, gate: dict | None, algos: list[dict]) -> dict[str, Any] | None:
+    if gate is None:
+        return None
+    for metric in gate.get("min") or {}:
+        _check_metric(doc, ["gate", "min", metric], metric, algos)
+    return {"min": dict(gate.get("min") or {}), "champion": gate.get("champion", "registry"),
+            "min_improvement": float(gate.get("min_improvement", 0.0)), "confidence": gate.get("confidence", 0.95),
+            "on_fail": gate.get("on_fail", "Rejected")}
 
 
 def _provider_key(raw: dict) -> str:
@@ -348,7 +391,8 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
     for i, n in enumerate(names):
         if n in names[:i]:
             raise doc.error(["algorithms", i, "algorithm"], f"the algorithm '{algos[i]['name']}' is listed twice")
-    selection = _check_selection(doc, data.get("selection") or {"metric": algos[0]["eval_name"]}, algos)
+    selection = _check_selection(doc, data.get("selection") or {}, algos)
+    gate = _check_gate(doc, data.get("gate"), algos)
     registry = {
         "model_package_group_name": f"{pipeline}-models",
         "model_package_group_description": f"Models selected by the {pipeline} evaluation pipeline",
@@ -358,7 +402,7 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
     return {
         "pipeline": {"name": pipeline, "description": data["pipeline"].get("description", "")},
         "dataset": dataset, "models": models, "algorithms": algos,
-        "selection": selection, "model_registry": registry,
+        "selection": selection, "gate": gate, "budget": data.get("budget"), "model_registry": registry,
     }
 
 
@@ -373,6 +417,7 @@ def default_settings() -> dict[str, Any]:
             "kms_key": None, "subnets": [], "security_group_ids": [], "environment": {},
             "schedule": None, "model_approval_status": "PendingManualApproval", "sweep_on_failure": False,
         },
+        "prices": {},  # overrides of lib/pricing.py's table
         "local": {
             "output_dir": "runs", "max_workers": 2,
             "model_cache_dir": "~/.cache/llm-eval-pipelines",
@@ -405,6 +450,7 @@ def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
     settings["sagemaker"]["instance_types"].update(sm.get("instance_types") or {})
     settings["sagemaker"]["tags"] = {str(k): str(v) for k, v in tags.items()}
     settings["local"].update(doc.data.get("local") or {})
+    settings["prices"] = doc.data.get("prices") or {}
     base = Path(path).resolve().parent
     settings["local"]["output_dir"] = _resolve(settings["local"]["output_dir"], base)
     settings["local"]["model_cache_dir"] = _resolve(settings["local"]["model_cache_dir"], base)
@@ -422,4 +468,9 @@ def load_config(
         pipeline_config = beside if beside.is_file() else None
     evaluation = load_evaluation_config(config, input_data_path)
     settings = load_pipeline_config(pipeline_config)
+    from lib import pricing
+
+    prices = pricing.table(settings.get("prices"))
+    for model in evaluation["models"]:  # each step gets its model's price as data, settings applied
+        model["price"] = provider_class(model["provider"]).price(model, prices)
     return RunConfig(evaluation, settings, str(config), str(pipeline_config) if pipeline_config else None)

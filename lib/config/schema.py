@@ -16,6 +16,8 @@ _INSTANCE_TYPE = {
     "x-hint": "an instance type looks like 'ml.g5.2xlarge'",
 }
 _SCALARS = {"type": ["string", "number", "boolean", "null"]}
+_CONFIDENCE = {"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 1,
+               "x-hint": "a confidence is a number between 0.5 and 1, such as 0.95"}
 
 
 def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -124,10 +126,23 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
             ),
             "models": {"type": "array", "items": _MODEL, "minItems": 1},  # see evaluation_schema
             "algorithms": {"type": "array", "items": _ALGORITHM, "minItems": 1},
-            "selection": _obj(
-                {"metric": _STR, "direction": {"enum": ["max", "min"]}},
-                required=("metric",),
-            ),
+            "selection": _obj({
+                "metric": _STR, "direction": {"enum": ["max", "min"]},
+                "objectives": {"type": "array", "minItems": 1, "items": _obj(
+                    {"metric": _STR, "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
+                     "direction": {"enum": ["max", "min"]}}, required=("metric",))},
+                "constraints": {"type": "array", "items": _obj(
+                    {"metric": _STR, "max": {"type": "number"}, "min": {"type": "number"}}, required=("metric",))},
+                "confidence": _CONFIDENCE,
+            }),
+            "gate": _obj({
+                "min": {"type": "object", "additionalProperties": {"type": "number"}},
+                "champion": {"enum": ["registry", "none"]},
+                "min_improvement": {"type": "number", "minimum": 0},
+                "confidence": _CONFIDENCE,
+                "on_fail": {"enum": ["Rejected", "PendingManualApproval"]},
+            }),
+            "budget": _obj({"max_usd": {"type": "number", "exclusiveMinimum": 0}}, required=("max_usd",)),
             "model_registry": _REGISTRY,
         },
         required=("pipeline", "dataset", "models", "algorithms"),
@@ -175,6 +190,12 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
                     "sweep_on_failure": {"type": "boolean"},
                 },
             ),
+            "prices": _obj({
+                "instance_usd_per_hour": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+                "bedrock_usd_per_1k_tokens": {"type": "object", "additionalProperties": _obj(
+                    {"input": {"type": "number", "minimum": 0}, "output": {"type": "number", "minimum": 0}},
+                    required=("input", "output"))},
+            }),
             "local": _obj(
                 {
                     "output_dir": {"type": "string"},

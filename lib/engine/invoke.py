@@ -45,6 +45,7 @@ class InvocationStats:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     tokens_reported: bool = False
+    wall_s: float = 0.0  # asking the model, first call to last answer (0 when everything was cached)
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -59,6 +60,9 @@ class InvocationStats:
             "errors": self.errors, "first_error": self.first_error, "cache_hits": self.cached, "resumed": self.resumed,
             "latency_p50_s": pct(0.5), "latency_p95_s": pct(0.95),
             "latency_mean_s": round(statistics.fmean(lat), 4) if lat else None,
+            "wall_s": round(self.wall_s, 3),
+            "tokens_per_s": round(self.generated_tokens / self.wall_s, 3)
+            if self.tokens_reported and self.wall_s > 0 and self.invocations else None,
             "prompt_tokens": self.prompt_tokens if self.tokens_reported else None,
             "generated_tokens": self.generated_tokens if self.tokens_reported else None,
         }
@@ -147,9 +151,11 @@ def invoke_records(
                 if finished[0] % step == 0 or finished[0] == len(records):
                     progress(f"{finished[0]}/{len(records)} records")
 
+        started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
             for future in [pool.submit(one, r) for r in todo]:
                 future.result()
+        stats.wall_s = time.perf_counter() - started
         interrupt.check()
 
     rows = [done[r["id"]] for r in records]

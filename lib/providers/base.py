@@ -62,9 +62,9 @@ class Provider:
         folder relative paths resolve against."""
 
     @classmethod
-    def price(cls, model: dict[str, Any]) -> dict[str, float] | None:
+    def price(cls, model: dict[str, Any], prices: dict[str, Any]) -> dict[str, float] | None:
         """``{"usd_per_hour": x}`` and/or ``{"usd_per_1k_input_tokens": x, "usd_per_1k_output_tokens": y}``
-        for this model, or None when this provider does not know its prices."""
+        for this model from the price table ``prices`` (`lib.pricing.table`), or None when unknown."""
         return None
 
     def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

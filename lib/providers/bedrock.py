@@ -53,6 +53,12 @@ class BedrockProvider(Provider):
     deploys = False
     needs_template = False  # the Converse API has its own request shape
 
+    @classmethod
+    def price(cls, model: dict[str, Any], prices: dict[str, Any]) -> dict[str, float] | None:
+        per_1k = prices["bedrock_usd_per_1k_tokens"].get(model["model_id"])
+        return None if per_1k is None else {"usd_per_1k_input_tokens": per_1k["input"],
+                                            "usd_per_1k_output_tokens": per_1k["output"]}
+
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:
         return {"created": [], "model_id": model["model_id"]}

@@ -57,8 +57,8 @@ class LocalProvider(Provider):
                                           "(give a .gguf file, a Hugging Face model folder, or smollm2-135m-instruct)")
 
     @classmethod
-    def price(cls, model: dict[str, Any]) -> dict[str, float] | None:
-        return {"usd_per_hour": 0.0}
+    def price(cls, model: dict[str, Any], prices: dict[str, Any]) -> dict[str, float] | None:
+        return {"usd_per_hour": 0.0}  # this machine
 
     def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         from lib.providers import local_finetune

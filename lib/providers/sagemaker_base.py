@@ -41,6 +41,11 @@ class SageMakerEndpointProvider(Provider):
         info = self.create(model, finetuned, context, created)
         return {**info, "created": created, "reused": False}
 
+    @classmethod
+    def price(cls, model: dict[str, Any], prices: dict[str, Any]) -> dict[str, float] | None:
+        hourly = prices["instance_usd_per_hour"].get(model["deployment"]["instance_type"])
+        return None if hourly is None else {"usd_per_hour": hourly * model["deployment"]["num_instances"]}
+
     def _reuse(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         """An endpoint that exists already is used as it is. It is deleted at the end (``adopted``)
         when the config says ``cleanup_endpoint: true`` (as the AWS sample does) or when an earlier run

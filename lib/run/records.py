@@ -41,6 +41,9 @@ class ModelResult:
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
     latency_mean_s: float | None = None
+    wall_s: float | None = None  # time spent asking the model, start to end
+    tokens_per_s: float | None = None  # generated tokens per second of wall time, when the server counts them
+    cost_usd: float | None = None  # what asking the model cost (0 for a local model), when its price is known
     prompt_tokens: int | None = None
     generated_tokens: int | None = None
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)  # eval name -> score -> mean
@@ -79,8 +82,15 @@ class Selection:
     direction: str = "max"
     best: str | None = None
     best_value: float | None = None
-    ranking: list[dict[str, Any]] = field(default_factory=list)  # [{"model", "value"}], best first
+    ranking: list[dict[str, Any]] = field(default_factory=list)  # [{"model", "value", "score"}], best first
     excluded: dict[str, str] = field(default_factory=dict)  # model -> reason
+    objectives: list[dict[str, Any]] = field(default_factory=list)  # [{"metric", "weight", "direction"}]
+    constraints: list[dict[str, Any]] = field(default_factory=list)  # [{"metric", "max"|"min"}]
+    # model -> {"values": {metric: raw}, "normalised": {metric: 0..1}, "weighted": 0..1, "broke": reason}
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the winner over the runner-up on the first objective: difference, and with per-record scores
+    # n, low, high (a paired bootstrap interval at `confidence`) and `significant` (low > 0)
+    margin: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
