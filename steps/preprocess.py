@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from lib import progress, storage
@@ -24,5 +26,7 @@ def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str,
     out = layout.dataset
     storage.write_jsonl(out, records)
     progress.say("preprocess", f"{len(records)} records from {uri}")
-    return {"status": "succeeded", "uri": out, "records": len(records),
+    # what the records are, so a gate knows whether a champion was scored on the same ones
+    digest = hashlib.sha256("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()).hexdigest()
+    return {"status": "succeeded", "uri": out, "records": len(records), "dataset_hash": digest[:32],
             "dataset_name": dataset["dataset_name"], "source": uri}

@@ -14,21 +14,37 @@ from dataclasses import replace
 from typing import Any
 
 from lib import progress, registry, sinks, storage
+from lib.registry.champion import same_version
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, SKIPPED, SUCCEEDED, Registration, RunSummary
+from lib.run.scores import per_record_reader
 from lib.storage import StorageError
 from steps._common import failed, guarded
 
 
-def register(registry_config: dict[str, Any], selection: dict[str, Any], approval_status: str | None,
+def register(registry_config: dict[str, Any], gated: dict[str, Any], approval_status: str | None,
              run_root: str, execution_id: str) -> dict[str, Any]:
     layout = RunLayout.resolve(run_root, execution_id)
-    if failed(selection):
-        record = Registration(status=SKIPPED, reason=f"select failed: {selection['error']}")
+    if failed(gated) or not gated.get("summary"):
+        why = gated.get("error") or "; ".join((gated.get("gate") or {}).get("reasons") or ["select failed"])
+        record = Registration(status=SKIPPED, reason=why)
         storage.write_json(layout.registry, record.to_dict())
         return record.to_dict()
-    summary = RunSummary.from_dict(selection["summary"])
-    record = registry.registration_for(summary, registry_config, approval_status, execution_id)
+    summary = RunSummary.from_dict(gated["summary"])
+    decided = summary.gate if summary.gate and summary.gate.decision else None
+    record = registry.registration_for(summary, registry_config,
+                                       decided.approval_status if decided else approval_status, execution_id,
+                                       per_record_reader(layout, {}))
+    if decided:
+        record.gate_reason = f"gate {decided.decision}: " + "; ".join(decided.reasons)
+    if record.status != SKIPPED:
+        same = same_version(record.model_package_group_name, layout, record.fingerprint)
+        if same:
+            record = Registration(status=SKIPPED, model=record.model, gate_reason=record.gate_reason,
+                                  model_package_group_name=record.model_package_group_name,
+                                  reason=f"identical to version {same.get('version')} (same model, data and "
+                                         "scores): nothing new to register")
+            progress.say("register", record.reason)
     if record.status == SKIPPED:
         _record(summary, record, layout)
         return record.to_dict()

@@ -14,7 +14,7 @@ from lib.config import load_config
 from lib.plan import KINDS, build_plan
 from pipelines.build_pipeline import main
 
-STEP_NAME = re.compile(r"^(preprocess|select|register|(finetune|deploy|evaluate|cleanup)-[A-Za-z0-9-]+)$")
+STEP_NAME = re.compile(r"^(preprocess|select|gate|register|(finetune|deploy|evaluate|cleanup)-[A-Za-z0-9-]+)$")
 
 
 def check_invariants(plan) -> None:
@@ -31,7 +31,7 @@ def test_plan_one_model(write_config):
     plan = build_plan(load_config(write_config(base_config(1))))
     check_invariants(plan)
     assert [s.name for s in plan.steps] == [
-        "preprocess", "deploy-model-0", "evaluate-model-0", "select", "register", "cleanup-model-0"]
+        "preprocess", "deploy-model-0", "evaluate-model-0", "select", "gate", "register", "cleanup-model-0"]
     assert plan.step("evaluate-model-0").depends_on == ["preprocess", "deploy-model-0"]
     # cleanup waits for its own model's deploy and evaluation only: select or register failing
     # (a SageMaker step after a failed one never runs) cannot keep the endpoint up
@@ -78,8 +78,8 @@ def test_plan_sample_hybrid_layout(sample_data):
     assert step_compute(ft, cfg.settings)["instance_type"] == "ml.m5.xlarge"
     assert plan.step("deploy-llama2-7b-finetuned").depends_on == ["finetune-llama2-7b-finetuned"]
     assert "finetune-falcon-7b" not in [s.name for s in plan.steps]
-    assert plan.step("select").depends_on == [
-        "evaluate-llama2-7b-chat", "evaluate-falcon-7b", "evaluate-llama2-7b-finetuned"]
+    assert plan.step("select").depends_on == [  # the dataset (its hash), then every model's evaluation
+        "preprocess", "evaluate-llama2-7b-chat", "evaluate-falcon-7b", "evaluate-llama2-7b-finetuned"]
     assert sorted(s.name for s in plan.steps if s.kind == "cleanup") == [
         "cleanup-falcon-7b", "cleanup-llama2-7b-chat", "cleanup-llama2-7b-finetuned"]
     levels = plan.levels()
@@ -91,7 +91,7 @@ def test_plan_sample_hybrid_layout(sample_data):
 def test_plan_fifty_models(write_config):
     plan = build_plan(load_config(write_config(base_config(50))))
     check_invariants(plan)
-    assert len(plan.steps) == 1 + 50 * 3 + 2
+    assert len(plan.steps) == 1 + 50 * 3 + 3  # preprocess; deploy, evaluate, cleanup each; select, gate, register
     evaluates = [s for s in plan.steps if s.kind == "evaluate"]
     assert len(evaluates) == 50
     for s in evaluates:  # an evaluate waits only on its own deploy and the dataset

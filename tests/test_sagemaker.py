@@ -83,7 +83,7 @@ def test_definition_validates_against_aws_schema(aws, config_dir, n_models):
 
     config, _ = write_configs(config_dir, base_config(n_models))
     _, definition = build(config)
-    assert len(definition["Steps"]) == 1 + 3 * n_models + 2
+    assert len(definition["Steps"]) == 1 + 3 * n_models + 3  # + select, gate, register
     assert problems(definition) == []
 
 

@@ -7,6 +7,7 @@ unattended caller (CI/CD, a schedule) gates on.
 | 3 | a model was selected, but at least one model is `failed` or `partial` |
 | 4 | nothing could be selected (every model failed, or none had the metric) |
 | 5 | a model was selected, but registering it failed |
+| 6 | a model was selected, but the gate rejected it (floors, or it does not beat the champion) |
 | 130 / 143 | interrupted by SIGINT (Ctrl-C) / SIGTERM; what the run created was deleted |
 | 2 | bad input (a config, a flag, a file): nothing was run |
 | 1 | the run itself broke (no summary was written; an environment fault such as a full disk) |
@@ -21,6 +22,7 @@ EXIT_BROKEN = 1
 EXIT_SOME_FAILED = 3
 EXIT_NOTHING_SELECTED = 4
 EXIT_NOT_REGISTERED = 5
+EXIT_GATE_REJECTED = 6
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -43,6 +45,8 @@ def exit_code(summary: RunSummary, signal_exit: int | None = None) -> int:
         return EXIT_NOTHING_SELECTED
     if summary.registry is not None and summary.registry.status == FAILED:
         return EXIT_NOT_REGISTERED
+    if summary.gate is not None and summary.gate.decision == "rejected":
+        return EXIT_GATE_REJECTED
     if any(m.status != SUCCEEDED for m in summary.models.values()):
         return EXIT_SOME_FAILED
     return EXIT_OK
@@ -58,6 +62,9 @@ def problems(summary: RunSummary) -> list[str]:
         if m.first_error and m.first_error not in why:
             why += f" (first error: {m.first_error})"
         out.append(f"{name}: {m.status}: {why}")
+    if summary.gate is not None and summary.gate.decision == "rejected":
+        out.append(f"the gate rejected {summary.gate.model} ({summary.gate.approval_status}): "
+                   + "; ".join(summary.gate.reasons))
     if summary.registry is not None and summary.registry.status == FAILED:
         out.append(f"registering {summary.registry.model} failed: {summary.registry.error}")
     if not summary.selection.best and summary.status != INTERRUPTED:
@@ -67,6 +74,6 @@ def problems(summary: RunSummary) -> list[str]:
     return out
 
 
-__all__ = ["DEFAULT_MAX_ERROR_RATE", "EXIT_BROKEN", "EXIT_NOT_REGISTERED", "EXIT_NOTHING_SELECTED", "EXIT_OK",
-           "EXIT_SIGINT", "EXIT_SIGTERM", "EXIT_SOME_FAILED", "FAILED", "INTERRUPTED", "PARTIAL", "exit_code",
-           "model_status", "problems"]
+__all__ = ["DEFAULT_MAX_ERROR_RATE", "EXIT_BROKEN", "EXIT_GATE_REJECTED", "EXIT_NOT_REGISTERED",
+           "EXIT_NOTHING_SELECTED", "EXIT_OK", "EXIT_SIGINT", "EXIT_SIGTERM", "EXIT_SOME_FAILED", "FAILED",
+           "INTERRUPTED", "PARTIAL", "exit_code", "model_status", "problems"]

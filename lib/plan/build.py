@@ -49,12 +49,19 @@ def build_plan(config: RunConfig) -> Plan:
             f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200], model))
         evaluates.append(Ref(f"evaluate-{name}"))
     selection = ev["selection"]
+    score_names = {a["eval_name"]: a["score_names"] for a in ev["algorithms"]}
     steps.append(_step(
-        "select", {"selection": selection, "pipeline": config.pipeline_name,
-                   "score_names": {a["eval_name"]: a["score_names"] for a in ev["algorithms"]}, **run},
+        "select", {"selection": selection, "pipeline": config.pipeline_name, "score_names": score_names,
+                   "dataset": Ref("preprocess"), **run},
         f"Pick the best model by {selection['metric']} ({selection['direction']})", varargs=evaluates))
+    gate = ev.get("gate")
     steps.append(_step(
-        "register", {"registry_config": ev["model_registry"], "selection": Ref("select"),
+        "gate", {"gate_config": gate, "selection": Ref("select"), "registry_config": ev["model_registry"],
+                 "score_names": score_names, **run},
+        "Decide whether the winner may ship: floors, and the registry's champion to beat" if gate
+        else "No gate configured: pass the selection on"))
+    steps.append(_step(
+        "register", {"registry_config": ev["model_registry"], "gated": Ref("gate"),
                      "approval_status": Param("model_approval_status"), **run},
         f"Register the selected model in {ev['model_registry']['model_package_group_name']}"))
     for model in ev["models"]:

@@ -29,6 +29,7 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("deploy", "steps.deploy:deploy", per_model=True),
     StepKind("evaluate", "steps.evaluate:evaluate", per_model=True, warm_pool=True, accelerator=True),
     StepKind("select", "steps.select:select", per_model=False, on_interrupt=True),
+    StepKind("gate", "steps.gate:gate", per_model=False),
     StepKind("register", "steps.register:register", per_model=False),
     StepKind("cleanup", "steps.cleanup:cleanup", per_model=True, on_interrupt=True),
 )}

@@ -10,7 +10,10 @@ that it registered (a local registry drops the line again).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lib.run.layout import RunLayout
@@ -18,15 +21,17 @@ from lib.run.records import SKIPPED, Registration, RunSummary
 
 
 def registration_for(summary: RunSummary, registry: dict[str, Any], approval_status: str | None,
-                     execution_id: str | None = None) -> Registration:
+                     execution_id: str | None = None,
+                     per_record: Callable[[str, str], dict[str, Any]] | None = None) -> Registration:
     """What would be registered for ``summary`` by execution ``execution_id``: its best model, or a skip
-    with the reason."""
+    with the reason. ``per_record`` reads the winner's per-record scores, kept with the version so a
+    later gate can compare a new winner with it on the same records."""
     best = summary.selection.best
     if not best:
         return Registration(status=SKIPPED, reason="no model was selected")
     candidate = summary.models[best]
     registry = {**registry, **(candidate.register or {})}  # a model's own register_config wins
-    return Registration(
+    record = Registration(
         status="pending",
         model_package_group_name=registry["model_package_group_name"],
         model_package_group_description=registry.get("model_package_group_description", ""),
@@ -36,7 +41,14 @@ def registration_for(summary: RunSummary, registry: dict[str, Any], approval_sta
         pipeline=summary.pipeline, execution_id=execution_id or summary.execution_id,
         deployment=candidate.deployment or {},
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        dataset_hash=summary.dataset_hash,
+        per_record=per_record(best, summary.selection.metric) if per_record else {},
     )
+    # what makes a version new: another model, other data or other scores (not the decision about it)
+    identity = {k: getattr(record, k) for k in ("model", "model_id", "provider", "deployment", "metrics",
+                                                "dataset_hash", "model_package_group_name")}
+    record.fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return record
 
 
 def prepare(registration: Registration, layout: RunLayout) -> Registration:

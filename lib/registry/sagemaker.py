@@ -27,11 +27,13 @@ def _metadata(r: Registration) -> dict[str, str]:
     """CustomerMetadataProperties: string values, 256 characters at most."""
     flat = {"model": r.model, "model_id": r.model_id, "provider": r.provider, "pipeline": r.pipeline,
             "execution_id": r.execution_id, "selection_metric": r.selection_metric,
-            "selection_value": str(r.selection_value)}
+            "selection_value": str(r.selection_value), "fingerprint": r.fingerprint or "",
+            "gate": (r.gate_reason or "")[:256]}
     for eval_name, scores in (r.metrics or {}).items():
         for score, value in scores.items():
             flat[f"{eval_name}.{score}"] = "" if value is None else f"{value:.6g}"
-    return {k[:128]: str(v)[:256] for k, v in list(flat.items())[:50]}
+    # AWS refuses an empty value; 50 entries at most
+    return {k[:128]: str(v)[:256] for k, v in list((k, v) for k, v in flat.items() if str(v))[:50]}
 
 
 def register_model_package(r: Registration, layout: RunLayout, region: str | None = None) -> Registration:
@@ -41,10 +43,11 @@ def register_model_package(r: Registration, layout: RunLayout, region: str | Non
     created_group = ensure_group(group, r.model_package_group_description, tags, region)
     metrics_uri = storage.write_json(layout.registry_metrics, {
         "model": r.model, "metrics": r.metrics, "selection_metric": r.selection_metric,
-        "selection_value": r.selection_value})
+        "selection_value": r.selection_value, "dataset_hash": r.dataset_hash, "per_record": r.per_record})
     request: dict[str, Any] = {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": f"{r.model} ({r.model_id}) selected by {r.pipeline}"[:1000],
+        "ModelPackageDescription": (f"{r.model} ({r.model_id}) selected by {r.pipeline}"
+                                    + (f"; {r.gate_reason}" if r.gate_reason else ""))[:1000],
         "ModelApprovalStatus": r.approval_status,
         "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
         "CustomerMetadataProperties": _metadata(r),

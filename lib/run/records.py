@@ -101,6 +101,27 @@ class Selection:
 
 
 @dataclass
+class Gate:
+    """Whether the winner may ship: floors, and the champion it must beat by more than noise."""
+
+    status: str  # succeeded (it decided) | skipped (no gate configured, nothing selected) | failed
+    decision: str | None = None  # approved | rejected
+    approval_status: str | None = None  # what register records: Approved, or the gate's on_fail
+    reasons: list[str] = field(default_factory=list)
+    model: str | None = None  # the winner it judged
+    champion: dict[str, Any] | None = None  # {"model", "version", "value", "package"} or None: no champion yet
+    comparison: dict[str, Any] | None = None  # the paired difference over the champion (PairedDifference)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gate:
+        return cls(**_known(cls, data))
+
+
+@dataclass
 class Registration:
     """What register did: a model package (SageMaker), a local registry line, or nothing and why."""
 
@@ -126,6 +147,10 @@ class Registration:
     metrics_uri: str | None = None
     created_group: bool | None = None
     created: list[dict[str, str]] = field(default_factory=list)
+    gate_reason: str | None = None  # why the gate decided as it did (in the package's description)
+    fingerprint: str | None = None  # same model, data and scores: an identical rerun registers nothing new
+    dataset_hash: str | None = None
+    per_record: dict[str, float | None] = field(default_factory=dict)  # the winner's, on selection_metric
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -145,6 +170,8 @@ class RunSummary:
     selection: Selection
     registry: Registration | None = None
     status: str = COMPLETED  # completed | interrupted
+    gate: Gate | None = None
+    dataset_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         models = {}
@@ -153,6 +180,7 @@ class RunSummary:
             entry.pop("model")  # it is the key
             models[name] = entry
         return {"pipeline": self.pipeline, "execution_id": self.execution_id, "status": self.status,
+                "dataset_hash": self.dataset_hash, "gate": self.gate.to_dict() if self.gate else None,
                 "models": models,
                 "selection": self.selection.to_dict(),
                 "registry": self.registry.to_dict() if self.registry else None}
@@ -165,4 +193,6 @@ class RunSummary:
             selection=Selection.from_dict(data["selection"]),
             registry=Registration.from_dict(data["registry"]) if data.get("registry") else None,
             status=data.get("status", COMPLETED),
+            gate=Gate.from_dict(data["gate"]) if data.get("gate") else None,
+            dataset_hash=data.get("dataset_hash"),
         )

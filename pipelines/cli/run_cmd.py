@@ -86,6 +86,7 @@ EXIT_MEANING = {
     3: "a model was selected, but some models failed or are partial",
     4: "nothing could be selected",
     5: "a model was selected but could not be registered",
+    6: "a model was selected, but the gate rejected it",
     130: "interrupted (SIGINT); what the run created was deleted",
     143: "interrupted (SIGTERM); what the run created was deleted",
     1: "the run broke before it could write its summary",
