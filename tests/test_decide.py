@@ -129,3 +129,25 @@ def test_a_run_records_the_policy_candidates_and_margin(tmp_path):
     assert selection["candidates"]["good"]["values"]["error_rate"] == 0.0
     assert selection["margin"]["over"] == "poor" and selection["margin"]["n"] == 12
     assert selection["margin"]["difference"] == pytest.approx(0.5)
+
+
+def test_plan_prints_the_cost_and_run_refuses_over_budget(write_config, capsys):
+    from conftest import base_config
+
+    from pipelines.build_pipeline import main
+
+    data = base_config(2)  # two JumpStart models on ml.g5.2xlarge, 5 records
+    assert main(["plan", "--config", str(write_config(data))]) == 0
+    out = capsys.readouterr().out
+    # endpoint: $1.515/h x (10 min start-up + 5 records x 2 s / 4 in flight) = $0.2536 per model
+    assert "model-0: $0.25 (endpoint $0.25)" in out and "on SageMaker: $" in out
+    assert main(["plan", "--config", str(write_config(data)), "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]["sagemaker"]
+    assert cost["models"]["model-0"]["usd"] == pytest.approx(1.515 * (10 / 60 + 5 * 2 / 4 / 3600), abs=1e-4)
+    assert cost["steps_usd"] > 0 and cost["total_usd"] > 0.5
+    data["budget"] = {"max_usd": 0.1}
+    assert main(["start", "--config", str(write_config(data))]) == 2
+    err = capsys.readouterr().err
+    assert "not started: the estimated cost $" in err and "above budget.max_usd $0.1" in err
+    assert main(["run", "--config", str(write_config(data))]) == 2  # the endpoints would cost $0.51
+    assert "not started" in capsys.readouterr().err

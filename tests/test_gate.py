@@ -150,3 +150,24 @@ def test_the_gate_on_sagemaker_reads_the_champion_from_the_model_registry(monkey
         sm = boto3.client("sagemaker")
         package = sm.describe_model_package(ModelPackageName=record["model_package_arn"])
         assert package["ModelApprovalStatus"] == "Rejected" and "gate rejected" in package["ModelPackageDescription"]
+
+
+def test_the_report_answers_which_model_and_why_at_the_top(tmp_path):
+    from lib.reports import run_report_html
+    from lib.run.layout import RunLayout
+    from lib.run.records import Gate
+
+    s = summary(0.8)
+    s.models["w"].cost_usd = 0.42
+    s.selection.margin = {"metric": "factual_knowledge", "over": "b", "difference": 0.3, "n": 100, "low": 0.2,
+                          "high": 0.4, "confidence": 0.95, "significant": True}
+    s.selection.objectives = [{"metric": "factual_knowledge", "weight": 1.0, "direction": "max"}]
+    s.gate = Gate("succeeded", decision="approved", approval_status="Approved", model="w",
+                  champion={"model": "old", "version": 3, "package": None},
+                  comparison={"difference": 0.1, "low": 0.05, "high": 0.15, "n": 100}, reasons=["ok"])
+    html = run_report_html(s, RunLayout(str(tmp_path)))
+    top = html[:html.index("<h2>Leaderboard</h2>")]
+    for needle in ("Selected: w", "ahead of b by 0.300", "95% interval [0.200,", "over 100 records",
+                   "more than noise", "cost $0.42", "Gate: <b>approved</b> (Approved)",
+                   "champion old\n(version 3)"):
+        assert needle in top, needle

@@ -93,8 +93,26 @@ _RUN_TEMPLATE = _PAGE.from_string("""<!doctype html>
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 tr.best{background:#e7f7e7}.scroll{overflow-x:auto}th small{font-weight:normal;color:#555}
 td:nth-child(2){white-space:nowrap}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{color:#666}
-.problems{background:#fde8e8;border:1px solid #e0a0a0;padding:.5rem 1rem}</style></head><body>
+.problems{background:#fde8e8;border:1px solid #e0a0a0;padding:.5rem 1rem}
+.verdict{background:#eef5ff;border:1px solid #9bc;padding:.2rem 1rem;margin-bottom:1rem}</style></head><body>
 <h1>{{ s.pipeline }}</h1>
+<div class="verdict">{% set sel = s.selection %}
+{% if sel.best %}<p><b>Selected: {{ sel.best }}</b> by {% for o in sel.objectives %}{{ o.metric }}
+{%- if sel.objectives|length > 1 %} (weight {{ o.weight }}){% endif %}{{ ", " if not loop.last }}{% endfor %}
+{%- if sel.best_value is not none %} = {{ fmt(sel.best_value) }}{% endif %}
+{%- if sel.margin %}, ahead of {{ sel.margin.over }} by {{ fmt(sel.margin.difference) }}
+{%- if sel.margin.n %} ({{ (sel.margin.confidence * 100)|round|int }}% interval [{{ fmt(sel.margin.low) }},
+{{ fmt(sel.margin.high) }}] over {{ sel.margin.n }} records: {{ "more than noise" if sel.margin.significant
+else "within noise" }}){% endif %}{% endif %}.
+{% set w = s.models[sel.best] %}{{ w.records }} records
+{%- if w.cost_usd is not none %}, cost ${{ "%.2f"|format(w.cost_usd) }}{% endif %}.</p>
+{% else %}<p><b>No model selected.</b></p>{% endif %}
+{% if s.gate and s.gate.decision %}<p>Gate: <b>{{ s.gate.decision }}</b> ({{ s.gate.approval_status }})
+{%- if s.gate.champion %}, compared with the champion {{ s.gate.champion.model }}
+(version {{ s.gate.champion.version }})
+{%- if s.gate.comparison %}: difference {{ fmt(s.gate.comparison.difference) }}, interval
+[{{ fmt(s.gate.comparison.low) }}, {{ fmt(s.gate.comparison.high) }}] over {{ s.gate.comparison.n }} records{% endif %}
+{%- endif %}. {{ s.gate.reasons|join("; ") }}</p>{% endif %}</div>
 <p class="muted">execution {{ s.execution_id }} · selection by <b>{{ s.selection.metric }}</b>
 ({{ s.selection.direction }}) · best: <b>{{ s.selection.best or "none" }}</b>
 {% if s.registry and s.registry.version %} · registered as version {{ s.registry.version }} of
@@ -105,14 +123,15 @@ td:nth-child(2){white-space:nowrap}.failed{color:#a00}.chart{margin:0 0 1.5rem}.
 <h2>Leaderboard</h2>
 <div class="scroll"><table><tr><th>#</th><th>model</th><th>status</th>
 {% for m in metrics %}<th>{{ m.split('.')[0] }}<br><small>{{ m.split('.', 1)[1] }}</small></th>{% endfor %}
-<th>records</th><th>calls</th><th>errors</th><th>p50 s</th><th>p95 s</th></tr>
+<th>records</th><th>calls</th><th>errors</th><th>p50 s</th><th>p95 s</th><th>cost $</th></tr>
 {% for row in leaderboard %}<tr class="{{ 'best' if row.name == s.selection.best else '' }}">
 <td>{{ loop.index }}</td><td>{{ row.name }}</td>
 <td class="{{ 'failed' if row.m.status != 'succeeded' else '' }}">{{ row.m.status }}
 {%- if row.m.error %}: {{ row.m.error }}{% endif %}</td>
 {% for m in metrics %}<td>{{ fmt(row.vals[m]) }}</td>{% endfor %}
 <td>{{ row.m.records }}</td><td>{{ row.m.invocations }}</td><td>{{ row.m.errors }}</td>
-<td>{{ fmt(row.m.latency_p50_s) }}</td><td>{{ fmt(row.m.latency_p95_s) }}</td></tr>{% endfor %}</table></div>
+<td>{{ fmt(row.m.latency_p50_s) }}</td><td>{{ fmt(row.m.latency_p95_s) }}</td>
+<td>{{ fmt(row.m.cost_usd) }}</td></tr>{% endfor %}</table></div>
 <h2>Charts</h2>
 {% for m in metrics %}<div class="chart"><h3>{{ m }}</h3>
 <svg width="640" height="{{ 28 * leaderboard|length + 10 }}" role="img" aria-label="{{ m }} by model">

@@ -15,6 +15,40 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="folder that relative data paths in the config resolve against (default: the config's folder)")
 
 
+def dataset_size(cfg: Any) -> int:
+    """Records in the config's dataset (a local file or folder is counted; S3 is not read: 0)."""
+    from pathlib import Path
+
+    from lib.config import is_remote_uri
+
+    uri = cfg.evaluation["dataset"]["uri"]
+    if is_remote_uri(uri):
+        return 0
+    p = Path(uri)
+    files = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.json")) if p.is_dir() else [p]
+    count = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            count += sum(1 for line in fh if line.strip())
+    return count
+
+
+def cost_of(cfg: Any, on_sagemaker: bool) -> dict[str, Any]:
+    from lib.decide.cost import estimate
+
+    return estimate(cfg.evaluation, cfg.settings, dataset_size(cfg), on_sagemaker)
+
+
+def refuse_over_budget(cfg: Any, on_sagemaker: bool) -> None:
+    """Before anything starts: an estimate above ``budget.max_usd`` is refused (exit 2)."""
+    from lib.decide.cost import over_budget
+    from lib.errors import UserError
+
+    why = over_budget(cfg.evaluation, cost_of(cfg, on_sagemaker))
+    if why:
+        raise UserError(f"{cfg.config_path}: not started: {why}")
+
+
 def load(args: argparse.Namespace) -> Any:
     """Both configs, validated: nothing that talks to AWS or a model runs before this returns."""
     from lib.config import load_config

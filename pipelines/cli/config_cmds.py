@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from lib.plan import Plan
-from pipelines.cli.common import add_config_args, load
+from pipelines.cli.common import add_config_args, cost_of, load
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -49,15 +49,47 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     plan = build_plan(cfg)
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan, cfg.settings))
+    from lib.providers import provider_class
+
+    on_sagemaker = all(provider_class(m["provider"]).runs_on_sagemaker for m in cfg.models)
+    costs = {"sagemaker": cost_of(cfg, True) if on_sagemaker else None, "local": cost_of(cfg, False)}
+    if args.json:
+        print(json.dumps({**plan.to_dict(), "cost": costs}, indent=2))
+    else:
+        print(format_plan(plan, cfg.settings))
+        print(format_cost(costs, cfg.evaluation.get("budget")))
     return 0
+
+
+def format_cost(costs: dict[str, Any], budget: dict[str, Any] | None) -> str:
+    local = costs["local"]
+    sm = costs["sagemaker"] or local
+    lines = [f"Estimated cost ({sm['records']} records, prices as of {sm['prices_as_of']}):"]
+    if costs["sagemaker"]:
+        lines.append(f"  on SageMaker: ${sm['total_usd']:.2f} (models ${sm['total_usd'] - sm['steps_usd']:.2f}, "
+                     f"step jobs and warm pools ${sm['steps_usd']:.2f})")
+    else:
+        lines.append("  on SageMaker: not possible (a model runs only on this machine)")
+    lines.append(f"  `run` on this machine: ${local['total_usd']:.2f} (only models hosted on AWS cost money)")
+    for name, m in sm["models"].items():
+        parts = ", ".join(f"{k} ${v:.2f}" for k, v in m["parts"].items()) or "no AWS cost"
+        lines.append(f"    {name}: ${m['usd']:.2f} ({parts})")
+    if sm["unknown"]:
+        lines.append(f"  no price known for: {', '.join(sm['unknown'])} (add it under `prices:` in the settings)")
+    a = sm["assumptions"]
+    lines.append(f"  assuming {a['seconds_per_record']:g} s per answer, {a['endpoint_startup_minutes']:g} min endpoint "
+                 f"start-up, {a['training_hours_per_epoch']:g} h per training epoch (`cost:` in the settings)")
+    if budget:
+        lines.append(f"  budget: ${budget['max_usd']:g}" + (" — over budget: `run` and `start` will refuse"
+                                                           if sm["total_usd"] > budget["max_usd"] else ""))
+    return "\n".join(lines)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check the configs; exit 0 if valid, 2 if not")
     add_config_args(p)
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("plan", help="show the steps, their dependencies and what runs in parallel")
+    p = sub.add_parser("plan", help="show the steps, their dependencies, what runs in parallel and the cost")
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)

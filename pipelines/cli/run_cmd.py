@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from pipelines.cli.common import add_config_args, load
+from pipelines.cli.common import add_config_args, load, refuse_over_budget
 
 if TYPE_CHECKING:
     from lib.run.layout import RunLayout
@@ -28,6 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines import local_executor
 
     cfg = load(args)
+    refuse_over_budget(cfg, on_sagemaker=False)
     plan = build_plan(cfg)
     local = cfg.settings["local"]
     execution_id = local_executor.new_execution_id()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import UserError
-from pipelines.cli.common import add_config_args, load
+from pipelines.cli.common import add_config_args, load, refuse_over_budget
 
 
 def _assemble(args: argparse.Namespace):
@@ -76,6 +76,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from pipelines.sagemaker_executor import parallelism
 
     params = parse_params(args.param)
+    refuse_over_budget(load(args), on_sagemaker=True)  # before any AWS call
     cfg, assembly = _assemble(args)
     known = {p.name for p in assembly.pipeline.parameters}
     unknown = sorted(set(params) - known)
