@@ -168,14 +168,15 @@ def test_upsert_start_schedule_unschedule(aws, config_dir, capsys):
     assert "pipelines/test-pipeline/inputs/dataset/eval.jsonl" in s3_keys
     assert main(["upsert", "--config", str(config)]) == 0  # update, not a second pipeline
 
+    # moto's execution "succeeds" without running a step, so it wrote no summary: that is a broken run
     assert main(["start", "--config", str(config), "--param", "EvaluateInstanceType=ml.g5.8xlarge",
-                 "--wait", "--poll-seconds", "0.01"]) == 0
+                 "--wait", "--poll-seconds", "0.01"]) == 1
     executions = sm.list_pipeline_executions(PipelineName="test-pipeline")["PipelineExecutionSummaries"]
     assert len(executions) == 1
     params = sm.list_pipeline_parameters_for_execution(
         PipelineExecutionArn=executions[0]["PipelineExecutionArn"])["PipelineParameters"]
     assert {"Name": "EvaluateInstanceType", "Value": "ml.g5.8xlarge"} in params
-    assert "execution Succeeded" in capsys.readouterr().out
+    assert "execution Succeeded" in capsys.readouterr().out  # (the summary's absence went to stderr)
     assert main(["start", "--config", str(config), "--param", "NoSuchParam=1"]) == 2
 
     scheduler = aws.client("scheduler")
@@ -276,3 +277,19 @@ def test_the_sweep_deletes_what_finished_executions_left_and_nothing_else(aws, c
     result = sweep("test-pipeline", "us-east-1")
     assert sorted(result["deleted"]) == ["endpoint-config:left-behind", "endpoint:left-behind", "model:left-behind"]
     assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["local-run"]
+
+
+def test_start_wait_exits_with_the_runs_verdict(aws):
+    from lib import storage
+    from lib.run.records import Gate, ModelResult, RunSummary, Selection
+    from pipelines.cli.sagemaker_cmds import verdict
+
+    root = "s3://llm-eval-test/pipelines/p"
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc123"
+    rejected = RunSummary("p", "abc123", {"w": ModelResult("w")}, Selection("x", best="w"),
+                          gate=Gate("succeeded", decision="rejected", model="w", reasons=["below the floor"]))
+    storage.write_json(f"{root}/runs/abc123/summary.json", rejected.to_dict())
+    assert verdict(root, arn) == 6  # CI stops the release: the gate said no
+    storage.write_json(f"{root}/runs/abc123/summary.json", RunSummary("p", "abc123", {"w": ModelResult("w")},
+                                                                     Selection("x", best="w")).to_dict())
+    assert verdict(root, arn) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,28 @@ def cmd_start(args: argparse.Namespace) -> int:
     arn = execution.arn
     print(f"started {arn}")
     if args.wait:
-        return wait_for(execution, args.poll_seconds)
+        code = wait_for(execution, args.poll_seconds)
+        return verdict(assembly.root, arn) if code == 0 else code
     return 0
+
+
+def verdict(pipeline_root: str, execution_arn: str) -> int:
+    """A finished execution's exit code, the same table as `run`'s, from the summary it wrote."""
+    from lib import storage
+    from lib.decide import status
+    from lib.run.layout import RunLayout, s3_root_template
+    from lib.run.records import RunSummary
+
+    layout = RunLayout.resolve(s3_root_template(pipeline_root), execution_arn.rsplit("/", 1)[-1])
+    if not storage.exists(layout.summary):
+        print(f"the execution succeeded but wrote no summary at {layout.summary}", file=sys.stderr)
+        return status.EXIT_BROKEN
+    summary = RunSummary.from_dict(storage.read_json(layout.summary))
+    for line in status.problems(summary):
+        print(f"problem: {line}", file=sys.stderr)
+    code = status.exit_code(summary)
+    print(f"verdict: exit code {code}" + (f" ({summary.selection.best} selected)" if summary.selection.best else ""))
+    return code
 
 
 def wait_for(execution: Any, poll_seconds: float) -> int:
