@@ -7,7 +7,7 @@ from typing import Any
 from lib import pricing, progress, reports, storage
 from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
-from lib.engine.invoke import RetryPolicy, invoke_records
+from lib.engine.invoke import RetryPolicy, Spend, invoke_records
 from lib.providers import get_provider
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, ModelResult
@@ -17,7 +17,8 @@ from steps._common import failed, guarded
 
 def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
              algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
-             execution_id: str | None = None) -> dict[str, Any]:
+             execution_id: str | None = None, budget_share_usd: float | None = None) -> dict[str, Any]:
+    """``budget_share_usd``: what asking this model may cost at most (its share of budget.max_usd)."""
     step = f"evaluate-{model['name']}"
     layout = RunLayout.resolve(run_root, execution_id)
     if failed(deployment):
@@ -25,12 +26,13 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
     if failed(dataset):
         return ModelResult.failure(model["name"], f"not evaluated: preprocess failed ({dataset['error']})").to_dict()
     outcome = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, layout,
-                                              cache_root).to_dict())
+                                              cache_root, budget_share_usd).to_dict())
     return ModelResult.from_dict({"model": model["name"], **outcome}).to_dict()  # select must know whose
 
 
 def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
-              algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None) -> ModelResult:
+              algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
+              budget_share_usd: float | None = None) -> ModelResult:
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     records = storage.read_jsonl(dataset["uri"])
@@ -45,6 +47,7 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         max_concurrency=invoke.get("max_concurrency") or provider.default_max_concurrency,
         policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
         progress=say,
+        spend=Spend(model.get("price"), budget_share_usd) if budget_share_usd and model.get("price") else None,
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")

@@ -151,3 +151,31 @@ def test_plan_prints_the_cost_and_run_refuses_over_budget(write_config, capsys):
     assert "not started: the estimated cost $" in err and "above budget.max_usd $0.1" in err
     assert main(["run", "--config", str(write_config(data))]) == 2  # the endpoints would cost $0.51
     assert "not started" in capsys.readouterr().err
+
+
+def test_a_model_stops_asking_when_its_share_of_the_budget_is_spent(tmp_path, write_config):
+    from conftest import base_config
+
+    from lib.config import load_config
+    from lib.engine.invoke import Spend, invoke_records
+    from lib.engine.invokers import Answer
+    from lib.plan import build_plan
+
+    records = [{"id": f"r{i}", "model_input": f"q{i}", "target_output": "a"} for i in range(10)]
+    calls = []
+
+    def invoker(prompt):
+        calls.append(prompt)
+        return Answer("a", prompt_tokens=1000, generated_tokens=1000)  # $0.003 + $0.015 at Sonnet's prices
+
+    spend = Spend({"usd_per_1k_input_tokens": 0.003, "usd_per_1k_output_tokens": 0.015}, limit_usd=0.05)
+    rows, stats = invoke_records(records, invoke={"prompt_template": "$model_input"}, invoker=invoker,
+                                 identity="m", outputs_uri=str(tmp_path / "out.jsonl"), cache=None,
+                                 max_concurrency=1, spend=spend)
+    assert len(calls) == 3  # $0.018 each: the third crosses $0.05, no fourth call starts
+    assert spend.spent_usd == pytest.approx(0.054)
+    assert stats.errors == 7 and rows[3]["error"].startswith("not asked: this model's share of the budget")
+    data = base_config(2)
+    data["budget"] = {"max_usd": 30}
+    plan = build_plan(load_config(write_config(data)))
+    assert plan.step("evaluate-model-0").args["budget_share_usd"] == 15.0  # shared equally, in both executors

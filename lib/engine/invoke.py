@@ -32,6 +32,29 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
+class Spend:
+    """What asking one model has cost so far, against its limit: a token price per answer, or an hourly
+    price over the time the answer took (shared by the requests in flight)."""
+
+    def __init__(self, price: dict[str, float] | None, limit_usd: float) -> None:
+        self.price, self.limit_usd, self.spent_usd = price or {}, limit_usd, 0.0
+        self._lock = threading.Lock()
+
+    def charge(self, latency_s: float, prompt_tokens: int | None, generated_tokens: int | None,
+               concurrency: int) -> None:
+        usd = self.price.get("usd_per_hour", 0.0) * latency_s / 3600 / max(1, concurrency)
+        usd += self.price.get("usd_per_1k_input_tokens", 0.0) * (prompt_tokens or 0) / 1000
+        usd += self.price.get("usd_per_1k_output_tokens", 0.0) * (generated_tokens or 0) / 1000
+        with self._lock:
+            self.spent_usd += usd
+
+    def exhausted(self) -> bool:
+        return self.spent_usd >= self.limit_usd
+
+    def why(self) -> str:
+        return f"this model's share of the budget (${self.limit_usd:.4g}) was spent (${self.spent_usd:.4g})"
+
+
 @dataclass
 class InvocationStats:
     records: int = 0
@@ -101,8 +124,11 @@ def invoke_records(
     max_concurrency: int = 4,
     policy: RetryPolicy | None = None,
     progress: Callable[[str], None] = lambda m: None,
+    spend: Spend | None = None,
 ) -> tuple[list[dict[str, Any]], InvocationStats]:
-    """One output row per record, in record order. Rows already in ``outputs_uri`` are kept as they are."""
+    """One output row per record, in record order. Rows already in ``outputs_uri`` are kept as they are.
+    With ``spend``, no new call starts once its limit is spent (those records fail with the reason and
+    are asked again by a rerun)."""
     policy = policy or RetryPolicy()
     stats = InvocationStats(records=len(records))
     prompts = {r["id"]: make_prompt(invoke["prompt_template"], str(r["model_input"])) for r in records}
@@ -129,7 +155,10 @@ def invoke_records(
                 "id": record["id"], "model_input": record["model_input"], "prompt": prompt,
                 "target_output": record.get("target_output"),
             }
-            if hit is not None:
+            if hit is None and spend is not None and spend.exhausted():
+                row.update(output=None, error=f"not asked: {spend.why()}", latency_s=None, attempts=0,
+                           prompt_tokens=None, generated_tokens=None, cached=False)
+            elif hit is not None:
                 row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
                            prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
                            cached=True)
@@ -140,6 +169,8 @@ def invoke_records(
                 row.update(output=answer.text if answer else None, error=error, latency_s=latency,
                            attempts=attempts, prompt_tokens=answer.prompt_tokens if answer else None,
                            generated_tokens=answer.generated_tokens if answer else None, cached=False)
+                if spend is not None:
+                    spend.charge(latency, row["prompt_tokens"], row["generated_tokens"], max_concurrency)
                 if answer is not None and cache is not None:
                     cache.put(key, {"output": answer.text, "latency_s": latency,
                                     "prompt_tokens": answer.prompt_tokens,

@@ -33,6 +33,7 @@ def build_plan(config: RunConfig) -> Plan:
         "preprocess", {"dataset": ev["dataset"], "dataset_uri": Param("dataset_uri"), **run},
         f"Prepare the {ev['dataset']['dataset_name']} dataset for evaluation")]
     evaluates: list[Ref] = []
+    budget_share = ev["budget"]["max_usd"] / len(ev["models"]) if ev.get("budget") else None
     for model in ev["models"]:
         name = model["name"]
         finetune_ref: Ref | None = None
@@ -45,7 +46,9 @@ def build_plan(config: RunConfig) -> Plan:
             f"Deploy {name} ({model['provider']} {model['model_id']})", model))
         steps.append(_step(
             "evaluate", {"model": model, "dataset": Ref("preprocess"), "deployment": Ref(f"deploy-{name}"),
-                         "algorithms": ev["algorithms"], "cache_root": Param("cache_root"), **run},
+                         "algorithms": ev["algorithms"], "cache_root": Param("cache_root"), **run,
+                         # each model may spend its share of the budget: the same rule in both executors
+                         "budget_share_usd": budget_share},
             f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200], model))
         evaluates.append(Ref(f"evaluate-{name}"))
     selection = ev["selection"]
