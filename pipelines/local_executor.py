@@ -82,6 +82,21 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
             progress.say(step.name, f"raised {type(exc).__name__}: {exc}")
 
 
+def preload(modules: list[str]) -> None:
+    """Import, in this thread and before any worker starts, what steps will import in parallel."""
+    if modules:
+        progress.say("executor", f"loading {', '.join(modules)}")
+    for name in modules:
+        if name.startswith("fmeval."):
+            from lib.engine import fmeval_offline
+
+            fmeval_offline.prepare()  # fmeval reads its offline settings at import
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # the step that needs it will report it as its own failure
+            progress.say("executor", f"could not load {name}: {exc}")
+
+
 def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[str, Any]:
     """Execute every step; a step that raises becomes a failed result and its dependants still run.
 
@@ -89,6 +104,7 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
     cleanup and select run with what has finished, every local endpoint stops, and the interrupt
     is raised again for the caller to exit with its code."""
     interrupt.reset()  # a new run starts unstopped, whatever an earlier one in this process did
+    preload(plan.preload)
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     pending = {s.name: s for s in plan.steps}

@@ -54,8 +54,8 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     result = ModelResult(
         model=name, provider=model["provider"], model_id=model["model_id"], **stats.summary(),
         outputs_uri=layout.outputs(name),
-        deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url")
-                    if deployment.get(k)},
+        deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url", "environment",
+                                                   "instance_type") if deployment.get(k)},
         register=model.get("register"))  # the sample's per-model register_config
     result.cost_usd = pricing.cost(model.get("price"), stats.wall_s, stats.summary()["prompt_tokens"],
                                    stats.summary()["generated_tokens"])

@@ -136,7 +136,11 @@ def test_register_creates_group_and_package_with_metrics(sm):
     assert summary["registry"]["model_package_arn"] == record["model_package_arn"]
     assert storage.exists("s3://runs/p/runs/exec-4/registry.json")
     assert boto3.client("s3").head_object(Bucket="runs", Key="p/runs/exec-4/report.html")
-    again = register(registry, selection_for("falcon"), None, root, "exec-5")
+    same = register(registry, selection_for("falcon"), None, root, "exec-5")  # nothing changed
+    assert same["status"] == "skipped" and "identical to version 1" in same["reason"]
+    changed = selection_for("falcon")
+    changed["summary"]["models"]["falcon"]["scores"]["factual_knowledge"]["factual_knowledge"] = 0.65
+    again = register(registry, changed, None, root, "exec-5")
     assert again["version"] == 2 and not again["created_group"]
     assert again["approval_status"] == "PendingManualApproval"
     # the sample's per-model register_config names its own group
@@ -219,3 +223,51 @@ def test_the_endpoint_provider_never_gets_a_cleanup_step(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     plan = build_plan(load_config(tmp_path / "c.yaml"))
     assert [s.name for s in plan.steps if s.kind == "cleanup"] == []
+
+
+def test_the_registered_package_deploys_an_endpoint(sm, tmp_path):
+    from steps.deploy import deploy
+    from steps.register import register
+
+    model = model_entry("w")
+    model["deployment"]["env"] = {"HF_MODEL_QUANTIZE": "bitsandbytes"}
+    deployment = deploy(model, None, str(tmp_path), "exec-20")
+    from lib.run.records import ModelResult, RunSummary, Selection
+
+    # what evaluate keeps of a deployment: the container it ran in
+    kept = {k: deployment[k] for k in ("endpoint_name", "image_uri", "model_data_url", "environment",
+                                       "instance_type") if deployment.get(k)}
+    assert kept["environment"]["HF_MODEL_ID"] == "tiiuae/falcon-7b" and kept["instance_type"] == "ml.g4dn.xlarge"
+    winner = ModelResult("w", provider="huggingface", model_id="tiiuae/falcon-7b", deployment=kept,
+                         scores={"factual_knowledge": {"factual_knowledge": 0.7}})
+    summary = RunSummary("p", "exec-20", {"w": winner}, Selection("factual_knowledge", best="w", best_value=0.7))
+    record = register({"model_package_group_name": "best"}, {"status": "succeeded", "summary": summary.to_dict()},
+                      "Approved", "s3://runs/p/runs/{execution_id}", "exec-20")
+    package = sm.describe_model_package(ModelPackageName=record["model_package_arn"])
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == "tgi:1" and container["Environment"]["HF_MODEL_QUANTIZE"] == "bitsandbytes"
+    assert package["CustomerMetadataProperties"]["algorithm"] == "factual_knowledge"  # the sample's keys
+    assert package["CustomerMetadataProperties"]["score"] == "0.7"
+    # deploy it from the registry, as a release would
+    sm.create_model(ModelName="from-registry", ExecutionRoleArn=ROLE,
+                    Containers=[{"ModelPackageName": record["model_package_arn"]}])
+    sm.create_endpoint_config(EndpointConfigName="from-registry", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "from-registry", "InstanceType": "ml.g4dn.xlarge",
+        "InitialInstanceCount": 1}])
+    sm.create_endpoint(EndpointName="from-registry", EndpointConfigName="from-registry")
+    assert sm.describe_endpoint(EndpointName="from-registry")["EndpointStatus"] == "InService"
+
+
+def test_jumpstart_fine_tune_is_skipped_when_its_endpoint_exists(sm, tmp_path):
+    from steps.deploy import deploy
+    from steps.finetune import finetune
+
+    existing_endpoint(sm, "llm-eval-tuned")
+    model = {**model_entry("tuned", provider="jumpstart"), "model_id": "meta-textgeneration-llama-2-7b",
+             "finetune": {"train_data_uri": "s3://runs/train/", "validation_data_uri": None,
+                          "parameters": {"instance_type": "ml.g5.12xlarge", "num_instances": 1, "epoch": 1}}}
+    result = finetune(model, str(tmp_path), None, "exec-30")  # no training job: it would need the JumpStart hub
+    assert result["status"] == "succeeded" and result["skipped"]
+    assert sm.list_training_jobs()["TrainingJobSummaries"] == []
+    deployed = deploy(model, result, str(tmp_path), "exec-30")
+    assert deployed["reused"] and deployed["endpoint_name"] == "llm-eval-tuned"

@@ -117,7 +117,8 @@ def test_a_local_run_gates_registers_and_an_identical_rerun_registers_nothing(tm
 
 def test_the_gate_on_sagemaker_reads_the_champion_from_the_model_registry(monkeypatch):
     moto = pytest.importorskip("moto")
-    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     with moto.mock_aws():
         import boto3

@@ -142,3 +142,29 @@ def test_layering_lib_and_steps_never_import_pipelines():
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text()
             assert not re.search(r"^\s*(from|import) pipelines", text, re.M), path
+
+
+def test_sdk_and_fmeval_modules_are_imported_once_before_steps_run_in_parallel(write_config, tmp_path):
+    import subprocess
+    import sys
+
+    data = base_config(2)  # JumpStart models: the SDK's serializers and fmeval would be imported by two threads
+    plan = build_plan(load_config(write_config(data)))
+    assert {"sagemaker.serializers", "sagemaker.jumpstart.model",
+            "fmeval.eval_algorithms.factual_knowledge"} <= set(plan.preload)
+    local = dict(base_config(1))
+    local["models"] = [{"name": "m", "provider": "local", "model_id": "smollm2-135m-instruct"}]
+    assert build_plan(load_config(write_config(local))).preload == []  # no SDK in play: no race, no wait
+    # the executor imports them in its own thread before any worker starts
+    code = f"""
+import sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+from lib.plan import Plan
+from pipelines.local_executor import run_plan
+plan = Plan("p", [], preload=["preload_probe"])
+run_plan(plan, {{"run_root": {str(tmp_path)!r}, "execution_id": "e"}})
+import preload_probe
+print(preload_probe.IMPORTED_IN)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "MainThread"

@@ -27,16 +27,22 @@ def endpoint_tags(name: str, region: str | None = None) -> dict[str, str]:
 
 
 def describe_resources(name: str, region: str | None = None) -> dict[str, Any]:
-    """Endpoint -> its config -> its models, with the first model's image and artifact."""
+    """Endpoint -> its config -> its models, with the first model's container (image, artifact,
+    environment) and instance type: what a model package needs to deploy the same model again."""
     sm = aws.client("sagemaker", region)
     endpoint = sm.describe_endpoint(EndpointName=name)
     config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     models = [v["ModelName"] for v in config.get("ProductionVariants", []) if v.get("ModelName")]
     info: dict[str, Any] = {"endpoint_name": name, "endpoint_config_name": endpoint["EndpointConfigName"],
                             "model_names": models}
+    variants = config.get("ProductionVariants", [])
+    if variants and variants[0].get("InstanceType"):
+        info["instance_type"] = variants[0]["InstanceType"]
     if models:
-        container = sm.describe_model(ModelName=models[0]).get("PrimaryContainer", {})
-        info.update(image_uri=container.get("Image"), model_data_url=container.get("ModelDataUrl"))
+        described = sm.describe_model(ModelName=models[0])
+        container = described.get("PrimaryContainer") or (described.get("Containers") or [{}])[0]
+        info.update(image_uri=container.get("Image"), model_data_url=container.get("ModelDataUrl"),
+                    environment=container.get("Environment") or {})
     return info
 
 
@@ -60,7 +66,8 @@ def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: 
     created.append({"type": "endpoint", "id": name})
     if wait:
         sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 30, "MaxAttempts": 120})
-    return {"endpoint_name": name, "image_uri": image_uri, "model_data_url": model_data_url}
+    return {"endpoint_name": name, "image_uri": image_uri, "model_data_url": model_data_url,
+            "environment": environment or {}, "instance_type": instance_type}
 
 
 def delete_created(created: list[dict[str, str]], region: str | None = None) -> list[str]:

@@ -76,4 +76,9 @@ def build_plan(config: RunConfig) -> Plan:
                 "cleanup", {"model": model, "deployment": Ref(f"deploy-{name}"),
                             "evaluation": Ref(f"evaluate-{name}")},
                 f"Remove what deploy-{name} created", model))
-    return Plan(config.pipeline_name, steps)
+    from lib.providers import provider_class
+
+    preload = [m for model in ev["models"] for m in provider_class(model["provider"]).preload_modules]
+    if preload:  # fmeval imports the SageMaker SDK too: both once, in one thread, before the steps start
+        preload += [a["module"] for a in ev["algorithms"] if a["module"].startswith("fmeval.")]
+    return Plan(config.pipeline_name, steps, preload=list(dict.fromkeys(preload)))

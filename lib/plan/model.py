@@ -86,6 +86,8 @@ class Step:
 class Plan:
     pipeline: str
     steps: list[Step]
+    # modules an executor imports once before it starts running steps in parallel
+    preload: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.steps = self._topological(self.steps)
@@ -133,7 +135,8 @@ class Plan:
         return groups
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pipeline": self.pipeline, "steps": [s.to_dict() for s in self.steps], "levels": self.levels()}
+        return {"pipeline": self.pipeline, "steps": [s.to_dict() for s in self.steps], "levels": self.levels(),
+                "preload": self.preload}
 
 
 def call_arguments(step: Step, fn: Any, resolve: Any) -> tuple[list[Any], dict[str, Any]]:

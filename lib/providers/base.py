@@ -51,6 +51,9 @@ class Provider:
     sagemaker_endpoint = False
     runs_on_sagemaker = True
     default_inference_parameters: ClassVar[dict[str, Any]] = {}
+    # imported once, before any worker thread starts: two threads importing the SDK's modules at once
+    # can meet a half-initialised module (a circular import error)
+    preload_modules: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def finetunes(cls) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import aws
-from lib.aws.endpoints import describe_resources
+from lib.aws.endpoints import describe_resources, endpoint_exists
 from lib.providers.sagemaker_base import SageMakerEndpointProvider, role_arn, tags_for
 
 
@@ -22,13 +22,22 @@ def _accepts_eula(model: dict[str, Any]) -> bool:
 
 class JumpStartProvider(SageMakerEndpointProvider):
     name = "jumpstart"
+    preload_modules = (*SageMakerEndpointProvider.preload_modules, "sagemaker.jumpstart.model",
+                       "sagemaker.jumpstart.estimator")
 
     def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        name = model["endpoint_name"]
+        if endpoint_exists(name, model.get("region")):
+            # as the AWS sample does: the fine-tuned model is already serving there; deploy reuses it
+            context["progress"](f"endpoint {name} already exists: fine-tuning skipped, the endpoint is reused")
+            return {"skipped": True, "reason": f"endpoint {name} already exists",
+                    "artifact_identity": f"endpoint:{name}"}
         from sagemaker.jumpstart.estimator import JumpStartEstimator
 
         ft = model["finetune"]
         params = dict(ft["parameters"])
-        hyper = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()
+        # JumpStart's own hyperparameter specs (and the sample) spell booleans "True"/"False"
+        hyper = {k: str(v) for k, v in params.items()
                  if k in ("epoch", "max_input_length", "instruction_tuned", "chat_dataset")}
         hyper.update({k: str(v) for k, v in (params.get("hyperparameters") or {}).items()})
         estimator = JumpStartEstimator(

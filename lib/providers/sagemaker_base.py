@@ -31,6 +31,7 @@ class SageMakerEndpointProvider(Provider):
 
     default_max_concurrency = 4
     sagemaker_endpoint = True
+    preload_modules = ("sagemaker", "sagemaker.serializers", "sagemaker.deserializers")
 
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ def _metadata(r: Registration) -> dict[str, str]:
     flat = {"model": r.model, "model_id": r.model_id, "provider": r.provider, "pipeline": r.pipeline,
             "execution_id": r.execution_id, "selection_metric": r.selection_metric,
             "selection_value": str(r.selection_value), "fingerprint": r.fingerprint or "",
+            # the AWS sample's keys, for users who look for them
+            "algorithm": (r.selection_metric or "").partition(".")[0], "score": str(r.selection_value),
             "gate": (r.gate_reason or "")[:256]}
     for eval_name, scores in (r.metrics or {}).items():
         for score, value in scores.items():
@@ -54,13 +56,17 @@ def register_model_package(r: Registration, layout: RunLayout, region: str | Non
         "Tags": tags,
     }
     deployment = r.deployment or {}
-    if deployment.get("image_uri"):
-        container = {"Image": deployment["image_uri"]}
+    if deployment.get("image_uri"):  # deployable from the registry: the container the winner ran in
+        container: dict[str, Any] = {"Image": deployment["image_uri"]}
         if deployment.get("model_data_url"):
             container["ModelDataUrl"] = deployment["model_data_url"]
+        if deployment.get("environment"):
+            container["Environment"] = {str(k): str(v) for k, v in deployment["environment"].items()}
         request["InferenceSpecification"] = {
             "Containers": [container], "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json"]}
+        if deployment.get("instance_type"):
+            request["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] = [deployment["instance_type"]]
     arn = sm.create_model_package(**request)["ModelPackageArn"]
     described = sm.describe_model_package(ModelPackageName=arn)
     r.status, r.model_package_arn, r.version = SUCCEEDED, arn, described.get("ModelPackageVersion")
