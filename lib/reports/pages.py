@@ -1,4 +1,4 @@
-"""HTML reports: one page per model x algorithm (fmeval's report cell), and the run's comparison page.
+"""HTML reports: one page per model x algorithm (fmeval's report cell). The run's page is `run_page.py`.
 
 Model text is always escaped: fmeval's cells put raw text such as `<OR>` into their tables.
 """
@@ -11,10 +11,7 @@ from typing import Any
 
 import jinja2
 
-from lib import storage
 from lib.engine import fmeval_offline
-from lib.run.layout import RunLayout
-from lib.run.records import RunSummary
 
 _PAGE = jinja2.Environment(autoescape=True)
 
@@ -85,117 +82,3 @@ def algorithm_html(model: str, dataset_name: str, algorithm: dict[str, Any], res
     return _ALGORITHM_TEMPLATE.render(
         model=model, algorithm=algorithm["name"], notes=result.get("notes", []), key=key, worst=worst,
         cell=_fmeval_cell(algorithm, dataset_name, result["scores"], prompt_template))
-
-
-_RUN_TEMPLATE = _PAGE.from_string("""<!doctype html>
-<html><head><meta charset="utf-8"><title>{{ s.pipeline }} · {{ s.execution_id }}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-tr.best{background:#e7f7e7}.scroll{overflow-x:auto}th small{font-weight:normal;color:#555}
-td:nth-child(2){white-space:nowrap}.failed{color:#a00}.chart{margin:0 0 1.5rem}.muted{color:#666}
-.problems{background:#fde8e8;border:1px solid #e0a0a0;padding:.5rem 1rem}
-.verdict{background:#eef5ff;border:1px solid #9bc;padding:.2rem 1rem;margin-bottom:1rem}</style></head><body>
-<h1>{{ s.pipeline }}</h1>
-<div class="verdict">{% set sel = s.selection %}
-{% if sel.best %}<p><b>Selected: {{ sel.best }}</b> by {% for o in sel.objectives %}{{ o.metric }}
-{%- if sel.objectives|length > 1 %} (weight {{ o.weight }}){% endif %}{{ ", " if not loop.last }}{% endfor %}
-{%- if sel.best_value is not none %} = {{ fmt(sel.best_value) }}{% endif %}
-{%- if sel.margin %}, ahead of {{ sel.margin.over }} by {{ fmt(sel.margin.difference) }}
-{%- if sel.margin.n %} ({{ (sel.margin.confidence * 100)|round|int }}% interval [{{ fmt(sel.margin.low) }},
-{{ fmt(sel.margin.high) }}] over {{ sel.margin.n }} records: {{ "more than noise" if sel.margin.significant
-else "within noise" }}){% endif %}{% endif %}.
-{% set w = s.models[sel.best] %}{{ w.records }} records
-{%- if w.cost_usd is not none %}, cost ${{ "%.2f"|format(w.cost_usd) }}{% endif %}.</p>
-{% else %}<p><b>No model selected.</b></p>{% endif %}
-{% if s.gate and s.gate.decision %}<p>Gate: <b>{{ s.gate.decision }}</b> ({{ s.gate.approval_status }})
-{%- if s.gate.champion %}, compared with the champion {{ s.gate.champion.model }}
-(version {{ s.gate.champion.version }})
-{%- if s.gate.comparison %}: difference {{ fmt(s.gate.comparison.difference) }}, interval
-[{{ fmt(s.gate.comparison.low) }}, {{ fmt(s.gate.comparison.high) }}] over {{ s.gate.comparison.n }} records{% endif %}
-{%- endif %}. {{ s.gate.reasons|join("; ") }}</p>{% endif %}</div>
-<p class="muted">execution {{ s.execution_id }} · selection by <b>{{ s.selection.metric }}</b>
-({{ s.selection.direction }}) · best: <b>{{ s.selection.best or "none" }}</b>
-{% if s.registry and s.registry.version %} · registered as version {{ s.registry.version }} of
-{{ s.registry.model_package_group_name }} ({{ s.registry.approval_status }}){% endif %}</p>
-{% if s.status == "interrupted" %}<p class="problems">This run was interrupted before it finished.</p>{% endif %}
-{% if problems %}<div class="problems"><b>Needs attention</b><ul>{% for p in problems %}<li>{{ p }}</li>
-{% endfor %}</ul></div>{% endif %}
-<h2>Leaderboard</h2>
-<div class="scroll"><table><tr><th>#</th><th>model</th><th>status</th>
-{% for m in metrics %}<th>{{ m.split('.')[0] }}<br><small>{{ m.split('.', 1)[1] }}</small></th>{% endfor %}
-<th>records</th><th>calls</th><th>errors</th><th>p50 s</th><th>p95 s</th><th>cost $</th></tr>
-{% for row in leaderboard %}<tr class="{{ 'best' if row.name == s.selection.best else '' }}">
-<td>{{ loop.index }}</td><td>{{ row.name }}</td>
-<td class="{{ 'failed' if row.m.status != 'succeeded' else '' }}">{{ row.m.status }}
-{%- if row.m.error %}: {{ row.m.error }}{% endif %}</td>
-{% for m in metrics %}<td>{{ fmt(row.vals[m]) }}</td>{% endfor %}
-<td>{{ row.m.records }}</td><td>{{ row.m.invocations }}</td><td>{{ row.m.errors }}</td>
-<td>{{ fmt(row.m.latency_p50_s) }}</td><td>{{ fmt(row.m.latency_p95_s) }}</td>
-<td>{{ fmt(row.m.cost_usd) }}</td></tr>{% endfor %}</table></div>
-<h2>Charts</h2>
-{% for m in metrics %}<div class="chart"><h3>{{ m }}</h3>
-<svg width="640" height="{{ 28 * leaderboard|length + 10 }}" role="img" aria-label="{{ m }} by model">
-{% for row in leaderboard %}{% set v = row.vals[m] %}
-<text x="0" y="{{ 28 * loop.index0 + 20 }}" font-size="13">{{ row.name }}</text>
-<rect x="200" y="{{ 28 * loop.index0 + 6 }}" height="18" width="{{ 360 * (v if v is not none else 0) / scale[m] }}"
- fill="{{ '#2a7' if row.name == s.selection.best else '#58c' }}"></rect>
-<text x="{{ 206 + 360 * (v if v is not none else 0) / scale[m] }}" y="{{ 28 * loop.index0 + 20 }}"
- font-size="12">{{ fmt(v) }}</text>{% endfor %}</svg></div>{% endfor %}
-<h2>Wrong answers</h2>
-{% for name, rows in wrong.items() %}<h3>{{ name }}</h3>
-{% if rows %}<table><tr><th>prompt</th><th>expected</th><th>answer</th></tr>
-{% for r in rows %}<tr><td>{{ r.prompt }}</td><td>{{ r.target_output }}</td>
-<td>{{ r.output if r.output is not none else "(error: " ~ r.error ~ ")" }}</td></tr>{% endfor %}</table>
-{% else %}<p class="muted">none shown</p>{% endif %}{% endfor %}
-{% for name, m in s.models.items() %}{% for eval, errs in m.algorithm_errors.items() %}
-<p class="muted">{{ name }} · {{ eval }} not scored: {{ errs }}</p>{% endfor %}
-{% for eval, notes in m.notes.items() %}{% for n in notes %}<p class="muted">{{ name }} · {{ eval }}: {{ n }}</p>
-{% endfor %}{% endfor %}{% endfor %}
-</body></html>""")
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def _wrong_answers(layout: RunLayout, model: str, eval_name: str, limit: int = 15) -> list[dict[str, Any]]:
-    """Records whose selection score is 0 (or that failed), from the model's files in the run."""
-    outputs_uri, scores_uri = layout.outputs(model), layout.scores(model, eval_name)
-    if not storage.exists(outputs_uri):
-        return []
-    outputs = {r["id"]: r for r in storage.read_jsonl(outputs_uri)}
-    if not storage.exists(scores_uri):
-        return [r for r in outputs.values() if r.get("error")][:limit]
-    wrong = []
-    for rec in storage.read_jsonl(scores_uri):
-        values = [v for k, v in rec.items() if k not in ("id", "failed", "error") and isinstance(v, (int, float))]
-        if rec.get("failed") or (values and values[0] == 0):
-            wrong.append(outputs.get(rec["id"], {"prompt": rec["id"], "target_output": "", "output": None,
-                                                 "error": rec.get("error")}))
-    return wrong[:limit]
-
-
-def run_report_html(summary: RunSummary, layout: RunLayout) -> str:
-    metrics: list[str] = []
-    for m in summary.models.values():
-        for eval_name, scores in m.scores.items():
-            for score in scores:
-                key = f"{eval_name}.{score}"
-                if key not in metrics:
-                    metrics.append(key)
-    ranking = {r["model"]: i for i, r in enumerate(summary.selection.ranking)}
-    names = sorted(summary.models, key=lambda n: ranking.get(n, len(ranking)))
-    leaderboard = []
-    for name in names:
-        m = summary.models[name]
-        values = {k: m.scores.get(k.split(".")[0], {}).get(k.split(".", 1)[1]) for k in metrics}
-        leaderboard.append({"name": name, "m": m, "vals": values})
-    scale = {k: max([1.0] + [row["vals"][k] or 0 for row in leaderboard]) for k in metrics}
-    eval_name = summary.selection.metric.split(".")[0]
-    wrong = {name: _wrong_answers(layout, name, eval_name) for name in names}
-    from lib.decide.status import problems
-
-    return _RUN_TEMPLATE.render(s=summary, metrics=metrics, leaderboard=leaderboard, scale=scale, wrong=wrong,
-                                fmt=_fmt, problems=problems(summary))
