@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,33 @@ def test_server_speaks_the_sagemaker_contract_and_batches(cache_root):
         result = provider.cleanup(model, deployment)
     assert result["deleted"] == [deployment["endpoint_id"]]
     assert not port_open(url)
+
+
+def test_two_models_of_one_loaded_model_share_a_batcher_that_keeps_batches_full(cache_root):
+    """32 questions from 16 clients, half to each of two endpoints over the same loaded model: two
+    full batches of 16, not uneven splits of a short gathering window."""
+    from lib.engine.invokers import HttpInvoker
+
+    provider = LocalProvider()
+    models = [{"name": f"twin-{i}", **LOCAL_MODEL, "invoke": {}} for i in range(2)]
+    deployments = [provider.deploy(m, None, {"cache_root": cache_root, "progress": lambda m: None}) for m in models]
+    try:
+        endpoints = [running.get(d["endpoint_id"]) for d in deployments]
+        assert endpoints[0].batcher is endpoints[1].batcher  # one loaded model, one batcher
+        batcher = endpoints[0].batcher
+        before = len(batcher.batches)
+        invoke = {"output": "[0].generated_text", "content_template": "PROMPT_PLACEHOLDER",
+                  "inference_parameters": {"max_new_tokens": 2}}
+        invokers = [HttpInvoker(d["endpoint_url"], invoke) for d in deployments]
+        questions = [f"What is {i} plus {i}?" for i in range(32)]
+        with ThreadPoolExecutor(16) as pool:  # the engine's concurrency for local models
+            answers = list(pool.map(lambda iq: invokers[iq[0] % 2](iq[1]), enumerate(questions)))
+        assert len(answers) == 32 and all(a.text is not None for a in answers)
+        assert batcher.batches[before:] == [16, 16], batcher.batches[before:]
+    finally:
+        for m, d in zip(models, deployments, strict=True):
+            provider.cleanup(m, d)
+    assert batcher._stop.is_set()  # the last endpoint to close stops the shared batcher
 
 
 def test_end_to_end_two_models(tmp_path, capsys):
