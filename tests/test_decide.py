@@ -179,3 +179,10 @@ def test_a_model_stops_asking_when_its_share_of_the_budget_is_spent(tmp_path, wr
     data["budget"] = {"max_usd": 30}
     plan = build_plan(load_config(write_config(data)))
     assert plan.step("evaluate-model-0").args["budget_share_usd"] == 15.0  # shared equally, in both executors
+
+
+def test_a_result_without_counts_has_no_error_rate_rather_than_a_crash():
+    from lib.decide.metrics import value_of
+
+    assert value_of(ModelResult("m", records=10), "error_rate") is None
+    assert value_of(ModelResult("m", records=10, errors=1), "error_rate") == 0.1

@@ -12,7 +12,7 @@ from lib.run.records import ModelResult
 
 # run metric -> (how to read it, which way is better)
 RUN_METRICS: dict[str, tuple[Callable[[ModelResult], float | None], str]] = {
-    "error_rate": (lambda r: (r.errors / r.records) if r.records else None, "min"),
+    "error_rate": (lambda r: (r.errors / r.records) if r.records and r.errors is not None else None, "min"),
     "latency_p50_s": (lambda r: r.latency_p50_s, "min"),
     "latency_p95_s": (lambda r: r.latency_p95_s, "min"),
     "cost_usd": (lambda r: r.cost_usd, "min"),
