@@ -34,12 +34,35 @@ class ConfigError(UserError):
         return f"{place}: {self.message}"
 
 
-def did_you_mean(word: object, choices: Iterable[object]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+def _folded(word: str) -> str:
+    return word.lower().replace("-", "_").replace(" ", "_")
+
+
+def did_you_mean(word: object, choices: Iterable[object], prefer: Iterable[object] = ()) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing. A choice equal but for case,
+    hyphens or spaces wins (``Models``, ``model-id``); then the closest of ``prefer`` (say, the keys still
+    missing), then of all ``choices``."""
     import difflib
 
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    word = str(word)
+    if len(word) > 200:  # nothing that long is a typo of a key
+        return ""
+    options = [str(c) for c in choices]
+    folded = [c for c in options if _folded(c) == _folded(word)]
+    close = folded or difflib.get_close_matches(word, [str(p) for p in prefer], n=1, cutoff=0.6) \
+        or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def shown_key(key: object) -> str:
+    """A key as a message shows it: as written, or JSON-quoted when it holds spaces at its ends, control
+    characters or quotes (``"\\n"``), so that a message stays one readable paragraph."""
+    import json
+
+    text = str(key)
+    if text and text == text.strip() and text.isprintable() and not any(c in text for c in "'\"[]"):
+        return text if len(text) <= 80 else text[:77] + "..."
+    return json.dumps(text if len(text) <= 80 else text[:77] + "...")
 
 
 def yaml_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
@@ -49,5 +72,9 @@ def yaml_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = shown_key(part)
+            if text.startswith('"'):
+                out += f"[{text}]"
+            else:
+                out += f".{text}" if out else text
     return out

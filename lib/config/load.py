@@ -6,7 +6,6 @@ JSON-serialisable dict per file. Every problem raises ConfigError naming file, Y
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lib import scorers
-from lib.config import schema
+from lib.config import aws_rules, data_files, schema
 from lib.config.schema_errors import check_schema
 from lib.config.yaml_loader import LoadedYaml, load_yaml
 from lib.engine.invokers import PLACEHOLDER
@@ -73,7 +72,7 @@ def validate_eventbridge_expression(expr: str) -> str | None:
         fields = expr[5:-1].split()
         if fields[2] != "?" and fields[4] != "?":
             return "in an EventBridge cron, day-of-month or day-of-week must be '?'"
-        return None
+        return aws_rules.cron_problem(fields)
     return "a schedule is 'cron(min hour day-of-month month day-of-week year)' or 'rate(N unit)'"
 
 
@@ -81,37 +80,65 @@ def _resolve(value: str, base: Path) -> str:
     if is_remote_uri(value):
         return value
     path = Path(os.path.expanduser(value))
-    return str(path if path.is_absolute() else (base / path).resolve())
+    try:
+        return str(path if path.is_absolute() else (base / path).resolve())
+    except (OSError, ValueError):  # a NUL byte, a loop of links: the checks of the value say what is wrong
+        return str(base / path)
 
 
-def _check_jsonl(doc: LoadedYaml, where: list, path: str, required_keys: tuple[str, ...]) -> None:
-    """A local JSON Lines dataset exists, every line parses, and carries the keys we read."""
-    p = Path(path)
-    if not p.exists():
-        raise doc.error(where, f"the dataset file {path} does not exist")
-    files = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.json")) if p.is_dir() else [p]
-    if not files:
-        raise doc.error(where, f"the folder {path} holds no .jsonl file")
-    for file in files:
-        count = 0
-        with open(file, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise doc.error(where, f"{file} line {number} is not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise doc.error(where, f"{file} line {number} is not a JSON object")
-                for key in required_keys:
-                    if key not in record:
-                        raise doc.error(
-                            where, f"{file} line {number} has no key '{key}' (it has: {', '.join(record)})"
-                        )
-                count += 1
-        if count == 0:
-            raise doc.error(where, f"the dataset file {file} holds no records")
+def _check_dataset(doc: LoadedYaml, where: list, value: str, uri: str, input_key: str, target_key: str) -> None:
+    """The dataset is a local JSON Lines file or s3://bucket/key; a local one is read (a line at a time) and
+    every record holds text under both keys."""
+    try:
+        data_files.check_location(value, folder_ok=False)
+        if not is_remote_uri(uri):
+            data_files.check_dataset(Path(uri), input_key, target_key)
+    except data_files.DataFileError as exc:
+        raise doc.error(where, str(exc)) from None
+
+
+def _check_data(doc: LoadedYaml, where: list, value: str, uri: str, what: str) -> None:
+    """Fine-tune data: a local file or folder of JSON Lines, or s3://bucket/prefix; local files are read."""
+    try:
+        data_files.check_location(value, folder_ok=True)
+        if not is_remote_uri(uri):
+            data_files.check_jsonl_files(Path(uri), what)
+    except data_files.DataFileError as exc:
+        raise doc.error(where, str(exc)) from None
+
+
+def _short(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+_PLACEHOLDERS = ("model_input", "feature")  # `$feature` is the AWS sample's name for the same thing
+
+
+def _prompt_template(doc: LoadedYaml, where: list, template: str) -> str:
+    """``template`` with ``$feature`` written as ``$model_input``. Any other ``$name`` is refused: it would
+    be left in every prompt as typed (``$model_inputs``), and fmeval refuses a ``$`` that starts no name."""
+    from string import Template
+
+    found = False
+    for match in Template.pattern.finditer(template):
+        name = match.group("named") or match.group("braced")
+        if match.group("invalid") is not None:
+            raise doc.error(where, f"'{_short(template[match.start():match.start() + 12])}' has a '$' that starts "
+                            "no placeholder: write $$ for a dollar sign, $model_input where the input goes")
+        if name and name not in _PLACEHOLDERS:
+            did = did_you_mean(f"${name}", [f"${p}" for p in _PLACEHOLDERS])
+            raise doc.error(where, f"'${_short(name)}' is not a placeholder{did}: the prompt_template takes "
+                            "$model_input (or the sample's $feature) where each record's input goes; write $$ "
+                            "for a dollar sign")
+        found = found or bool(name)
+    if not found:
+        raise doc.error(where, "the prompt_template must contain '$model_input' (or '$feature'), where each "
+                        "record's input goes")
+
+    def placeholder(match: Any) -> str:
+        return "$model_input" if (match.group("named") or match.group("braced")) == "feature" else match.group(0)
+
+    return Template.pattern.sub(placeholder, template)
 
 
 def _contains_placeholder(value: Any) -> bool:
@@ -140,17 +167,21 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     if not MODEL_NAME_RE.match(name):
         raise doc.error(
             where + ["name"],
-            f"'{name}' cannot name SageMaker steps and endpoints: use 1-55 letters, digits and single "
+            f"'{_short(name)}' cannot name SageMaker steps and endpoints: use 1-55 letters, digits and single "
             "hyphens, starting and ending with a letter or digit (no underscores, dots or spaces)",
         )
     provider_key = _provider_key(raw)
     provider = raw.get(provider_key, "jumpstart")
     cls = provider_class(provider)  # resolvable: checked before the schema
+    if cls.sagemaker_endpoint and not raw.get("endpoint_name"):
+        problem = aws_rules.too_long(aws_rules.ENDPOINT, f"models[{i}].name", model=name)
+        if problem:
+            raise doc.error(where + ["name"], problem + " (or give the model an endpoint_name)")
     endpoint_name = raw.get("endpoint_name") or f"llm-eval-{name}"[:63].rstrip("-")
     if not ENDPOINT_NAME_RE.match(endpoint_name):
         raise doc.error(
             where + ["endpoint_name"],
-            f"'{endpoint_name}' is not a valid SageMaker endpoint name: 1-63 letters, digits and hyphens",
+            f"'{_short(endpoint_name)}' is not a valid SageMaker endpoint name: 1-63 letters, digits and hyphens",
         )
     for key, purpose in cls.required_keys.items():
         if not raw.get(key):
@@ -160,12 +191,7 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     given = raw.get("evaluation_config") or {}
     ev.update({k: v for k, v in given.items() if v is not None})
     ev_where = where + ["evaluation_config"]
-    template = ev["prompt_template"].replace("$feature", "$model_input")  # the sample's placeholder
-    if "$model_input" not in template:
-        raise doc.error(ev_where + ["prompt_template"],
-                        "the prompt_template must contain '$model_input' (or '$feature'), where each "
-                        "record's input goes")
-    ev["prompt_template"] = template
+    ev["prompt_template"] = _prompt_template(doc, ev_where + ["prompt_template"], ev["prompt_template"])
     if cls.needs_template and not _contains_placeholder(ev["content_template"]):
         raise doc.error(ev_where + ["content_template"],
                         f"the content_template must contain '{PLACEHOLDER}', where the prompt goes")
@@ -178,8 +204,16 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         except JMESPathError as exc:
             reason = str(exc).splitlines()[0]
             raise doc.error(ev_where + ["output"],
-                            f"'{ev['output']}' is not a valid JMESPath expression ({reason})") from None
+                            f"'{_short(ev['output'])}' is not a valid JMESPath expression ({reason})") from None
+        except RecursionError:
+            raise doc.error(ev_where + ["output"], "the JMESPath expression is nested too deeply") from None
     ev["custom_attributes"] = _custom_attributes(ev.get("custom_attributes"))
+    attributes = ev["custom_attributes"] or ""
+    if len(attributes) > aws_rules.CUSTOM_ATTRIBUTES_MAX or not attributes.isascii():
+        raise doc.error(ev_where + ["custom_attributes"],
+                        f"custom attributes are sent as one header of at most {aws_rules.CUSTOM_ATTRIBUTES_MAX} "
+                        f"ASCII characters; these are {len(attributes):,} characters"
+                        + ("" if attributes.isascii() else " and not all ASCII"))
     ev["inference_parameters"] = ev.get("inference_parameters") or {}
 
     deployment = {"instance_type": "ml.g5.2xlarge", "num_instances": 1, **(raw.get("deployment_config") or {})}
@@ -193,12 +227,11 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         if not cls.finetunes():
             raise doc.error(where + [ft_key], f"provider '{provider}' cannot be fine-tuned by this tool")
         train = _resolve(ft["train_data_path"], base)
-        if not is_remote_uri(train) and not Path(train).exists():
-            raise doc.error(where + [ft_key, "train_data_path"], f"the training data {train} does not exist")
+        _check_data(doc, where + [ft_key, "train_data_path"], ft["train_data_path"], train, "the training data")
         validation = _resolve(ft["validation_data_path"], base) if ft.get("validation_data_path") else None
-        if validation and not is_remote_uri(validation) and not Path(validation).exists():
-            raise doc.error(where + [ft_key, "validation_data_path"],
-                            f"the validation data {validation} does not exist")
+        if validation:
+            _check_data(doc, where + [ft_key, "validation_data_path"], ft["validation_data_path"], validation,
+                        "the validation data")
         params = {"instance_type": "ml.g5.12xlarge", "num_instances": 1, "epoch": 1,
                   **(ft.get("parameters") or {})}
         finetune = {"train_data_uri": train, "validation_data_uri": validation, "parameters": params}
@@ -223,7 +256,10 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
     try:
         cls.validate(model, base)
     except ProviderConfigError as exc:
-        raise doc.error(where + list(exc.where), str(exc)) from None
+        inner = list(exc.where)
+        if inner[:1] == ["finetuning"]:  # a provider names the block as `finetuning`; the sample's is another
+            inner[0] = ft_key
+        raise doc.error(where + inner, str(exc)) from None
     return model
 
 
@@ -240,6 +276,9 @@ def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
                         f"{spec.name} takes the config class '{spec.config_class}', not '{raw['config']}'")
     if "target_output_delimiter" in raw:
         options["target_output_delimiter"] = raw["target_output_delimiter"]
+    elif options.get("target_output_delimiter") == "":
+        raise doc.error(where + ["config", "target_output_delimiter"],
+                        "must not be empty; it separates the accepted answers in a target, such as '<OR>'")
     if spec.options or spec.module.startswith("fmeval."):
         for key, value in options.items():
             if key not in spec.options:
@@ -322,6 +361,28 @@ def _check_gate(doc: LoadedYaml, gate: dict | None, algos: list[dict]) -> dict[s
             "on_fail": gate.get("on_fail", "Rejected")}
 
 
+def _check_derived_names(doc: LoadedYaml, pipeline: str, data: dict) -> None:
+    """The AWS names made from pipeline.name fit AWS's limits (`aws_rules` lists them)."""
+    if not (data.get("model_registry") or {}).get("model_package_group_name"):
+        problem = aws_rules.too_long(aws_rules.MODEL_PACKAGE_GROUP, "pipeline.name", pipeline=pipeline)
+        if problem:
+            raise doc.error(["pipeline", "name"], problem + " (or set model_registry.model_package_group_name)")
+    problem = aws_rules.too_long(aws_rules.SCHEDULE, "pipeline.name", pipeline=pipeline)
+    if problem:
+        raise doc.error(["pipeline", "name"], problem)
+
+
+def _check_sweep_names(config: str | Path, pipeline: str, settings: dict[str, Any]) -> None:
+    """With sagemaker.sweep_on_failure, the sweep pipeline's and its rule's names (made from pipeline.name)
+    fit AWS's limits."""
+    if not settings["sagemaker"].get("sweep_on_failure"):
+        return
+    for fmt in (aws_rules.SWEEPER, aws_rules.SWEEP_RULE):
+        problem = aws_rules.too_long(fmt, "pipeline.name", pipeline=pipeline)
+        if problem:
+            raise load_yaml(config).error(["pipeline", "name"], problem + "; or set sweep_on_failure: false")
+
+
 def _provider_key(raw: dict) -> str:
     return "provider" if "provider" in raw else "model_provider"  # the sample's advanced layout
 
@@ -359,32 +420,38 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
         raise doc.error(["dataset", "dataset_mime_type"],
                         f"'{mime}' is not supported: fmeval reads 'jsonlines' (one JSON object per line)")
     uri = _resolve(ds["input_data_location"], base)
-    if not is_remote_uri(uri):
-        _check_jsonl(doc, ["dataset", "input_data_location"], uri, (ds["model_input_key"], ds["target_output_key"]))
+    _check_dataset(doc, ["dataset", "input_data_location"], ds["input_data_location"], uri, ds["model_input_key"],
+                   ds["target_output_key"])
     dataset = {
         "dataset_name": ds["dataset_name"], "uri": uri, "mime_type": "jsonlines",
         "model_input_key": ds["model_input_key"], "target_output_key": ds["target_output_key"],
         "num_records": ds.get("num_records"),
     }
 
+    _check_derived_names(doc, pipeline, data)
+
     models = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # by lower case: SageMaker names (steps, endpoints) ignore case
     for i, raw in enumerate(data["models"]):
         model = _normalise_model(doc, i, raw, base, pipeline)
-        if model["name"] in seen:
+        other = seen.get(model["name"].lower())
+        if other is not None:
+            same = "is already used by" if models[other]["name"] == model["name"] else \
+                f"differs only in case from '{models[other]['name']}' of"
             raise doc.error(["models", i, "name"],
-                            f"the model name '{model['name']}' is already used by models[{seen[model['name']]}]; "
-                            "names must be unique")
-        seen[model["name"]] = i
+                            f"the model name '{model['name']}' {same} models[{other}]; names must be unique, "
+                            "ignoring case (SageMaker step and endpoint names ignore it)")
+        seen[model["name"].lower()] = i
         models.append(model)
     endpoints: dict[str, int] = {}
     for i, model in enumerate(models):
         if provider_class(model["provider"]).sagemaker_endpoint:
-            if model["endpoint_name"] in endpoints:
-                other = endpoints[model["endpoint_name"]]
+            if model["endpoint_name"].lower() in endpoints:
+                other = endpoints[model["endpoint_name"].lower()]
                 raise doc.error(["models", i, "endpoint_name"],
-                                f"endpoint '{model['endpoint_name']}' is also used by models[{other}]")
-            endpoints[model["endpoint_name"]] = i
+                                f"endpoint '{model['endpoint_name']}' is also used by models[{other}] "
+                                "(endpoint names ignore case)")
+            endpoints[model["endpoint_name"].lower()] = i
 
     algos = [_normalise_algorithm(doc, i, raw) for i, raw in enumerate(data["algorithms"])]
     names = [a["eval_name"] for a in algos]
@@ -418,6 +485,7 @@ def default_settings() -> dict[str, Any]:
             "schedule": None, "model_approval_status": "PendingManualApproval", "sweep_on_failure": False,
         },
         "prices": {},  # overrides of lib/pricing.py's table
+        "cost": {},  # the cost estimate's assumptions (lib/decide/cost.py)
         "local": {
             "output_dir": "runs", "max_workers": 2,
             "model_cache_dir": "~/.cache/llm-eval-pipelines",
@@ -445,12 +513,26 @@ def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
                             f"schedule expression: {problem}")
     tags = sm.get("tags") or {}
     if isinstance(tags, list):
+        keys = [t["Key"] for t in tags]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                raise doc.error(["sagemaker", "tags", i, "Key"], f"the tag key '{key}' is given twice")
         tags = {t["Key"]: t["Value"] for t in tags}
+    room = aws_rules.TAGS_MAX - aws_rules.OWN_TAGS
+    if len(tags) > room:
+        raise doc.error(["sagemaker", "tags"], f"{len(tags)} tags; a resource holds {aws_rules.TAGS_MAX} and this "
+                        f"tool adds {aws_rules.OWN_TAGS}, so at most {room}")
+    for i, (key, value) in enumerate(tags.items()):
+        value = str(value).lower() if isinstance(value, bool) else str(value)
+        problem = aws_rules.tag_problem(str(key), value)
+        if problem:
+            raise doc.error(["sagemaker", "tags", *([i] if isinstance(sm["tags"], list) else [key])], problem)
     settings["sagemaker"].update({k: v for k, v in sm.items() if k not in ("instance_types", "tags")})
     settings["sagemaker"]["instance_types"].update(sm.get("instance_types") or {})
     settings["sagemaker"]["tags"] = {str(k): str(v) for k, v in tags.items()}
     settings["local"].update(doc.data.get("local") or {})
     settings["prices"] = doc.data.get("prices") or {}
+    settings["cost"] = doc.data.get("cost") or {}
     base = Path(path).resolve().parent
     settings["local"]["output_dir"] = _resolve(settings["local"]["output_dir"], base)
     settings["local"]["model_cache_dir"] = _resolve(settings["local"]["model_cache_dir"], base)
@@ -468,6 +550,7 @@ def load_config(
         pipeline_config = beside if beside.is_file() else None
     evaluation = load_evaluation_config(config, input_data_path)
     settings = load_pipeline_config(pipeline_config)
+    _check_sweep_names(config, evaluation["pipeline"]["name"], settings)
     from lib import pricing
 
     prices = pricing.table(settings.get("prices"))

@@ -16,6 +16,20 @@ _INSTANCE_TYPE = {
     "x-hint": "an instance type looks like 'ml.g5.2xlarge'",
 }
 _SCALARS = {"type": ["string", "number", "boolean", "null"]}
+
+
+def _int(low: int, high: int, why: str) -> dict[str, Any]:
+    """A whole number in [low, high]; ``why`` (shown when it is too large) says where the bound comes from."""
+    return {"type": "integer", "minimum": low, "maximum": high, "x-limit": why}
+
+
+# Bounds: AWS's own where AWS has one, else a sanity bound far above any real use (said so in x-limit).
+_INSTANCES = _int(1, 100, "a sanity bound; SageMaker's default instance quotas per account are far lower")
+_RECORDS = _int(1, 10_000_000, "a sanity bound")
+_VERSION = {"type": "string", "minLength": 1, "x-version": True}
+_PATH = {"type": "string", "pattern": r"^[^\x00-\x1f\x7f]*$", "x-hint": "a path holds no control characters"}
+_ENV_NAME = {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+             "x-hint": "an environment variable name has letters, digits and underscores, not starting with a digit"}
 _CONFIDENCE = {"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 1,
                "x-hint": "a confidence is a number between 0.5 and 1, such as 0.95"}
 
@@ -31,36 +45,41 @@ def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: An
 
 
 _DEPLOYMENT = _obj(
-    {"instance_type": _INSTANCE_TYPE, "num_instances": _POS_INT, "image_uri": _STR, "env": {"type": "object"}},
+    {"instance_type": _INSTANCE_TYPE, "num_instances": _INSTANCES, "image_uri": {**_STR, "maxLength": 255},
+     # SageMaker's container Environment: at most 100 variables, names and values up to 1024 characters
+     "env": {"type": "object", "maxProperties": 100, "propertyNames": {**_ENV_NAME, "maxLength": 1024},
+             "additionalProperties": {"type": "string", "maxLength": 1024}}},
 )
 _MODEL_EVAL = _obj(
     {
-        "output": {"type": "string"},
+        "output": {"type": "string", "maxLength": 1024},
         "content_template": {"type": ["string", "array", "object"]},
         "inference_parameters": {"type": ["object", "null"]},
-        "custom_attributes": {"type": ["object", "string", "null"]},
+        "custom_attributes": {"type": ["object", "string", "null"], "maxLength": 1024},  # SageMaker's limit
         "prompt_template": {"type": "string"},
         "system_prompt": {"type": "string"},
-        "max_concurrency": _POS_INT,
-        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
-        "max_retries": {"type": "integer", "minimum": 0},
+        "max_concurrency": _int(1, 256, "a sanity bound: one thread per request in flight"),
+        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                            "x-limit": "an hour per model call"},
+        "max_retries": _int(0, 20, "retries with exponential backoff: 20 already wait for hours"),
         "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
     },
 )
 _FINETUNE_PARAMS = _obj(
     {
         "instance_type": _INSTANCE_TYPE,
-        "num_instances": _POS_INT,
-        "epoch": _POS_INT,
-        "max_input_length": _POS_INT,
+        "num_instances": _INSTANCES,
+        "epoch": _int(1, 1000, "a sanity bound"),
+        "max_input_length": _int(1, 1_048_576, "a sanity bound: a million tokens"),
         "instruction_tuned": {"type": "boolean"},
         "chat_dataset": {"type": "boolean"},
         # local fine-tune knobs (ignored by JumpStart, which has its own hyperparameters)
-        "max_steps": _POS_INT,
-        "batch_size": _POS_INT,
-        "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+        "max_steps": _int(1, 1_000_000, "a sanity bound"),
+        "batch_size": _int(1, 4096, "a sanity bound"),
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                          "x-limit": "learning rates are small fractions such as 0.0003"},
         "method": {"enum": ["lora", "full"]},
-        "max_train_records": _POS_INT,
+        "max_train_records": _RECORDS,
         "hyperparameters": {"type": "object"},
     },
 )
@@ -74,7 +93,7 @@ _REGISTRY = _obj(
             "pattern": r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
             "x-hint": "a model package group name has 1-63 letters, digits and hyphens",
         },
-        "model_package_group_description": {"type": "string"},
+        "model_package_group_description": {"type": "string", "maxLength": 1024},  # SageMaker's limit
         "approval_status": {"enum": ["Approved", "Rejected", "PendingManualApproval"]},
     },
 )
@@ -84,7 +103,7 @@ _MODEL = _obj(
         "provider": {"type": "string", "minLength": 1},
         "model_provider": {"type": "string", "minLength": 1},  # the sample's advanced layout
         "model_id": _STR,
-        "model_version": {"type": ["string", "number"]},
+        "model_version": _VERSION,
         "endpoint_name": {"type": "string"},
         "region": {"type": "string"},
         "deployment_config": _DEPLOYMENT,
@@ -101,8 +120,9 @@ _ALGORITHM = _obj(
         "algorithm": _STR,
         "module": _STR,
         "config": {"type": ["string", "object"]},
-        "target_output_delimiter": {"type": "string"},
-        "num_records": _POS_INT,
+        "target_output_delimiter": {"type": "string", "minLength": 1,
+                                    "x-hint": "it separates the accepted answers in a target, such as '<OR>'"},
+        "num_records": _RECORDS,
     },
     required=("algorithm",),
 )
@@ -112,7 +132,8 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
     "title": "llm-eval-pipelines evaluation_config.yaml",
     **_obj(
         {
-            "pipeline": _obj({"name": {"type": "string"}, "description": {"type": "string"}}, required=("name",)),
+            "pipeline": _obj({"name": {"type": "string"}, "description": {"type": "string", "maxLength": 3072}},
+                             required=("name",)),
             "dataset": _obj(
                 {
                     "dataset_name": _STR,
@@ -120,7 +141,7 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
                     "dataset_mime_type": {"type": "string"},
                     "model_input_key": _STR,
                     "target_output_key": _STR,
-                    "num_records": _POS_INT,
+                    "num_records": _RECORDS,
                 },
                 required=("dataset_name", "input_data_location", "model_input_key", "target_output_key"),
             ),
@@ -172,24 +193,35 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
                     "role_arn": {"type": "string"},
                     "bucket": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$",
                                "x-hint": "an S3 bucket name has 3-63 lowercase letters, digits, dots and hyphens"},
-                    "prefix": {"type": "string"},
-                    "image_uri": {"type": "string"},
+                    "prefix": {"type": "string", "maxLength": 512},
+                    "image_uri": {"type": "string", "maxLength": 255},  # SageMaker's limit
                     "keep_alive_period_in_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
                     "step_instance_type": _INSTANCE_TYPE,
                     "instance_types": _obj({}),  # one key per step kind: see pipeline_schema
-                    "volume_size": _POS_INT,
-                    "max_parallel_steps": _POS_INT,
+                    "volume_size": _int(1, 16384, "SageMaker's largest ML storage volume, 16 TB"),
+                    "max_parallel_steps": _int(1, 1000, "a sanity bound"),
                     "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
                     "tags": _TAGS,
-                    "kms_key": {"type": "string"},
-                    "subnets": {"type": "array", "items": {"type": "string"}},
-                    "security_group_ids": {"type": "array", "items": {"type": "string"}},
-                    "environment": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "kms_key": {"type": "string", "maxLength": 2048},
+                    # a VPC config holds 1-16 subnets and 1-5 security groups
+                    "subnets": {"type": "array", "maxItems": 16, "items": {
+                        "type": "string", "pattern": r"^subnet-[0-9a-z]+$",
+                        "x-hint": "a subnet id looks like 'subnet-0123456789abcdef0'"}},
+                    "security_group_ids": {"type": "array", "maxItems": 5, "items": {
+                        "type": "string", "pattern": r"^sg-[0-9a-z]+$",
+                        "x-hint": "a security group id looks like 'sg-0123456789abcdef0'"}},
+                    # a training job's Environment: 100 variables (we set 3), names and values up to 512
+                    "environment": {"type": "object", "maxProperties": 97,
+                                    "propertyNames": {**_ENV_NAME, "maxLength": 512},
+                                    "additionalProperties": {"type": "string", "maxLength": 512}},
                     "schedule": {"type": "string"},
                     "model_approval_status": {"enum": ["Approved", "Rejected", "PendingManualApproval"]},
                     "sweep_on_failure": {"type": "boolean"},
                 },
             ),
+            "cost": _obj({k: {"type": "number", "minimum": 0, "maximum": 1e6} for k in (
+                "seconds_per_record", "endpoint_startup_minutes", "training_hours_per_epoch", "step_minutes",
+                "prompt_tokens", "output_tokens")}),
             "prices": _obj({
                 "instance_usd_per_hour": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
                 "bedrock_usd_per_1k_tokens": {"type": "object", "additionalProperties": _obj(
@@ -198,9 +230,9 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
             }),
             "local": _obj(
                 {
-                    "output_dir": {"type": "string"},
-                    "max_workers": _POS_INT,
-                    "model_cache_dir": {"type": "string"},
+                    "output_dir": _PATH,
+                    "max_workers": _int(1, 64, "a sanity bound: processes on this machine"),
+                    "model_cache_dir": _PATH,
                 },
             ),
         },

@@ -26,6 +26,15 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
+# what training reads from each row: the first of these keys that holds something
+QUESTION_KEYS = ("question", "instruction", "prompt", "model_input")
+ANSWER_KEYS = ("answer", "response", "completion", "target_output")
+
+
+def _first(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((row[k] for k in keys if row.get(k)), None)
+
+
 def _training_pairs(uri: str) -> list[tuple[str, str]]:
     """(question, first accepted answer) from JSON Lines in the usual instruction-tuning key names."""
     p = Path(uri)
@@ -33,11 +42,43 @@ def _training_pairs(uri: str) -> list[tuple[str, str]]:
     pairs = []
     for f in files:
         for row in storage.read_jsonl(str(f)):
-            q = row.get("question") or row.get("instruction") or row.get("prompt") or row.get("model_input")
-            a = row.get("answer") or row.get("response") or row.get("completion") or row.get("target_output")
+            q, a = _first(row, QUESTION_KEYS), _first(row, ANSWER_KEYS)
             if q and a:
                 pairs.append((str(q), str(a).split("<OR>")[0].strip()))
     return pairs
+
+
+def _check_training_rows(uri: str) -> None:
+    """Every row of the local training data holds a question and an answer as text, under the keys
+    `_training_pairs` reads (a row without them would be dropped silently)."""
+    from lib.config import data_files
+
+    if storage.is_remote(uri) or "://" in uri:
+        raise ProviderConfigError(["finetuning", "train_data_path"], "a local model trains on local data: give "
+                                  "a JSON Lines file or a folder of them on this machine, not " + uri)
+    try:
+        files = data_files.local_files(Path(uri), "the training data", folder_ok=True)
+        if not files:
+            raise data_files.DataFileError(f"the folder {uri} holds no .jsonl file")
+        count = 0
+        for file in files:
+            for number, row in data_files.records(file):
+                for keys, role in ((QUESTION_KEYS, "question"), (ANSWER_KEYS, "answer")):
+                    value = _first(row, keys)
+                    if value is None:
+                        has = ", ".join(list(row)[:12]) or "nothing"
+                        raise data_files.DataFileError(
+                            f"{file} line {number} has no {role}: training reads the first of "
+                            f"{', '.join(keys)} that is not empty; the row has {has}")
+                    if not isinstance(value, (str, int, float)) or isinstance(value, bool):  # training str()s
+                        key = next(k for k in keys if row.get(k))
+                        raise data_files.DataFileError(
+                            f"{file} line {number}: '{key}' is {str(value)[:40]!r}, not text")
+                count += 1
+        if count == 0:
+            raise data_files.DataFileError(f"the training data {uri} holds no rows")
+    except data_files.DataFileError as exc:
+        raise ProviderConfigError(["finetuning", "train_data_path"], str(exc)) from None
 
 
 class LocalProvider(Provider):
@@ -48,13 +89,33 @@ class LocalProvider(Provider):
 
     @classmethod
     def validate(cls, model: dict[str, Any], base: Path) -> None:
+        """``model_id`` is a model this tool ships or an existing .gguf file or Hugging Face model folder
+        (made absolute here); local training data is read and every row checked."""
         model_id = model["model_id"]
-        if "/" in model_id or model_id.endswith(".gguf"):  # a file or folder, not a known model name
+        if model_id not in local_model.BUILTIN_MODELS:
+            from lib.config import data_files
+            from lib.errors import did_you_mean
+
             path = Path(os.path.expanduser(model_id))
-            model["model_id"] = str(path if path.is_absolute() else (base / path).resolve())
-            if not Path(model["model_id"]).exists():
-                raise ProviderConfigError(["model_id"], f"the local model {model['model_id']} does not exist "
-                                          "(give a .gguf file, a Hugging Face model folder, or smollm2-135m-instruct)")
+            path = path if path.is_absolute() else (base / path).resolve()
+            known = ", ".join(local_model.BUILTIN_MODELS)
+            try:
+                kind = data_files.kind_of(path, "the local model")
+            except data_files.DataFileError as exc:
+                raise ProviderConfigError(["model_id"], str(exc)) from None
+            if kind == "missing":
+                raise ProviderConfigError(["model_id"], f"'{model_id}' is neither a local model this tool knows "
+                                          f"({known}){did_you_mean(model_id, local_model.BUILTIN_MODELS)} nor an "
+                                          f"existing .gguf file or Hugging Face model folder ({path} does not exist)")
+            if kind == "folder" and not (path / "config.json").is_file():
+                raise ProviderConfigError(["model_id"], f"the folder {path} is not a Hugging Face model folder "
+                                          "(it has no config.json)")
+            if kind != "folder" and (path.suffix.lower() != ".gguf" or kind != "file"):
+                raise ProviderConfigError(["model_id"], f"{path} is not a .gguf file nor a Hugging Face model "
+                                          f"folder; or name a model this tool knows ({known})")
+            model["model_id"] = str(path)
+        if model.get("finetune"):
+            _check_training_rows(model["finetune"]["train_data_uri"])
 
     @classmethod
     def price(cls, model: dict[str, Any], prices: dict[str, Any]) -> dict[str, float] | None:

@@ -95,9 +95,26 @@ class OpenAIProvider(Provider):
     @classmethod
     def validate(cls, model: dict[str, Any], base: Path) -> None:
         url = model["endpoint_url"]
+        shown = url if len(url) <= 80 else url[:77] + "..."
         parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ProviderConfigError(["endpoint_url"], f"'{url}' is not an http(s) URL with a host")
+        if "://" not in url:
+            raise ProviderConfigError(["endpoint_url"], f"'{shown}' has no scheme: write the whole URL, such as "
+                                      f"https://{url.lstrip('/')} (or http:// for a server on this machine)")
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ProviderConfigError(["endpoint_url"], f"'{parts.scheme}://' is not a scheme an OpenAI-compatible "
+                                      "server speaks: use https:// (or http:// for a server on this machine)")
+        if any(c.isspace() or ord(c) < 32 for c in url):
+            raise ProviderConfigError(["endpoint_url"], f"'{shown}' has a space or control character")
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname or port == -1:
+            raise ProviderConfigError(["endpoint_url"], f"'{shown}' is not an http(s) URL with a host (and a port "
+                                      "from 1 to 65535, if any)")
+        if parts.username or parts.password:
+            raise ProviderConfigError(["endpoint_url"], "the endpoint_url carries a user name or password; put "
+                                      "the key in the variable named by api_key_env instead")
         if model.get("api_key_env") and plain_http_off_machine(url):
             raise ProviderConfigError(
                 ["endpoint_url"],
