@@ -5,9 +5,11 @@ with one value or key replaced by something hostile."""
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -23,6 +25,7 @@ from lib.config.load import load_pipeline_config
 from lib.errors import UserError
 
 FOLDER = Path(tempfile.mkdtemp(prefix="llm-eval-fuzz-"))
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 write_dataset(FOLDER / "eval.jsonl")
 # a fixed, fast run by default; CONFIG_FUZZ_EXAMPLES=5000 for a longer, random hunt
 EXAMPLES = int(os.environ.get("CONFIG_FUZZ_EXAMPLES", "0"))
