@@ -249,8 +249,10 @@ def run_files(base: Path) -> tuple[dict, dict]:
 
 def test_register_on_a_full_disk_leaves_the_registry_unchanged(disk):
     index = RunLayout(str(disk / "p" / "exec-1")).local_registry_index("g")
-    before = old_versions(Path(index), 60, pad=100)  # ~9.6 KB: rewriting it needs 3 free pages
-    fill(disk, 5 * PAGE)  # room for the run's three small files and one temp, not for the new index
+    before = old_versions(Path(index), 100, pad=200)  # ~27 KB: rewriting it needs 7 free pages
+    # room for the run's files (registry.json, summary.json: a page each; report.html: ~10 KB) and a
+    # temp copy of the largest, not for the new index
+    fill(disk, 9 * PAGE)
     record = register_step(disk)
     assert record["status"] == "failed" and "version" not in record
     assert record["error"] == f"StorageError: cannot write {index}: No space left on device"
@@ -304,8 +306,8 @@ REGISTER_UNDER_A_LIMIT = """
 
 def test_register_over_the_size_limit_leaves_the_registry_unchanged(tmp_path):
     index = Path(RunLayout(str(tmp_path / "p" / "exec-1")).local_registry_index("g"))
-    before = old_versions(index, 100, pad=100)  # ~17 KB, bigger than any of the run's files
-    done = python(REGISTER_UNDER_A_LIMIT, str(tmp_path), "-", "8000")
+    before = old_versions(index, 100, pad=100)  # ~17 KB, bigger than any of the run's files (report ~10 KB)
+    done = python(REGISTER_UNDER_A_LIMIT, str(tmp_path), "-", "12000")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["record"]
     assert record["status"] == "failed" and record["error"] == f"StorageError: cannot write {index}: File too large"

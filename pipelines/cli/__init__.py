@@ -17,19 +17,58 @@ from pipelines.cli import config_cmds, run_cmd, sagemaker_cmds
 COMMAND_GROUPS = (config_cmds, run_cmd, sagemaker_cmds)
 
 
+def version() -> str:
+    try:
+        from importlib.metadata import version as installed
+
+        return installed("llm-eval-pipelines")
+    except Exception:  # run from a clone without installing
+        return "unknown (not installed)"
+
+
+def _output_flags(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="only errors and the final lines (no progress)")
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="also the SageMaker SDK's and botocore's own log lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="build_pipeline.py",
         description="Evaluate, fine-tune, select and register LLMs from one YAML file.",
     )
+    parser.add_argument("--version", action="version", version=f"llm-eval-pipelines {version()}")
+    _output_flags(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(sub)
+    for command in sub.choices.values():  # accepted after the command too; SUPPRESS keeps the global value
+        _output_flags(command, argparse.SUPPRESS)
     return parser
+
+
+def configure_output(verbose: bool, quiet: bool) -> None:
+    """Libraries' own logging stays out of the user's terminal unless --verbose."""
+    import logging
+    import warnings
+
+    from lib import progress
+
+    progress.set_quiet(quiet)
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+        return
+    for name in ("sagemaker", "botocore", "boto3", "urllib3", "s3transfer", "ray", "fmeval", "datasets",
+                 "transformers", "accelerate", "filelock"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*[Tt]elemetry.*")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_output(args.verbose, args.quiet)
     try:
         return args.func(args)
     except UserError as exc:
@@ -48,13 +87,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The console script and `python pipelines/build_pipeline.py`."""
-    code = main()
+    import os
+
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`plan --json | head`): nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     if code in (130, 143):
         # interrupted: every endpoint is already stopped; do not wait for a worker thread still inside
         # a long generate or training step (the interpreter would join it at exit)
         sys.stdout.flush()
         sys.stderr.flush()
-        import os
-
         os._exit(code)
     sys.exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     refuse_over_budget(cfg, on_sagemaker=False)
+    role = cfg.settings["sagemaker"].get("role_arn")
+    if role:  # what SageMaker-hosted models deployed from here run as (lib/providers/sagemaker_base.py)
+        os.environ["LLM_EVAL_ROLE_ARN"] = role
     plan = build_plan(cfg)
     local = cfg.settings["local"]
     execution_id = local_executor.new_execution_id()
@@ -57,7 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"the run ended without a summary; see {layout.root}", file=sys.stderr)
         return status.EXIT_BROKEN
     summary = RunSummary.from_dict(storage.read_json(layout.summary))
-    print(format_summary(summary, layout, time.perf_counter() - started))
+    if args.json:  # the summary on stdout and nothing else, for a script to read
+        print(json.dumps(summary.to_dict(), indent=2))
+    elif args.quiet:
+        print("\n".join(format_summary(summary, layout, time.perf_counter() - started).splitlines()[-2:]))
+    else:
+        print(format_summary(summary, layout, time.perf_counter() - started))
     code = status.exit_code(summary)
     for line in status.problems(summary):
         print(f"problem: {line}", file=sys.stderr)
@@ -67,17 +76,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: RunSummary, layout: RunLayout, seconds: float) -> str:
+    """The final table, ranked (the winner first, then the rest, then the excluded), and the verdict."""
     sel = summary.selection
+    metric = sel.metric if len(sel.metric) <= 24 else sel.metric[:21] + "..."
     lines = [f"\n{summary.pipeline} {summary.execution_id} finished in {seconds:.0f}s",
-             f"{'model':<28} {'status':<10} {sel.metric:>20} {'calls':>6} {'p50 s':>7}"]
-    ranking = {r["model"]: r["value"] for r in sel.ranking}
-    for name, m in summary.models.items():
-        value, calls, p50 = ranking.get(name), m.invocations, m.latency_p50_s
-        lines.append(f"{name:<28} {m.status:<10} {'-' if value is None else f'{value:.3f}':>20} "
-                     f"{'-' if calls is None else calls:>6} {'-' if p50 is None else f'{p50:.2f}':>7}")
+             f"{'#':>2} {'model':<28} {'status':<11} {metric:>24} {'calls':>6} {'p50 s':>7} {'cost $':>8}"]
+    ranking = {r["model"]: (i, r["value"]) for i, r in enumerate(sel.ranking)}
+    order = sorted(summary.models, key=lambda n: ranking.get(n, (len(ranking), None))[0])
+    for name in order:
+        m = summary.models[name]
+        rank, value = ranking.get(name, (None, None))
+        calls, p50, cost = m.invocations, m.latency_p50_s, m.cost_usd
+        lines.append(f"{'-' if rank is None else rank + 1:>2} {name:<28} {m.status:<11} "
+                     f"{'-' if value is None else f'{value:.3f}':>24} {'-' if calls is None else calls:>6} "
+                     f"{'-' if p50 is None else f'{p50:.2f}':>7} {'-' if cost is None else f'{cost:.2f}':>8}")
+    verdict = f"best: {sel.best}"
+    if summary.gate and summary.gate.decision:
+        verdict += f"; gate: {summary.gate.decision} ({summary.gate.approval_status})"
     registry = summary.registry
-    lines.append(f"best: {sel.best}" + (f"; registered: version {registry.version}"
-                                       if registry and registry.version else ""))
+    if registry and registry.version:
+        verdict += f"; registered: version {registry.version}"
+    lines.append(verdict)
     lines.append(f"report: {layout.report}")
     return "\n".join(lines)
 
@@ -100,6 +119,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run the whole pipeline on this machine", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
+    p.add_argument("--json", action="store_true", help="print the run's summary.json on stdout, nothing else")
     p.add_argument("--output-dir", default=None,
                    help="where the run is written (default: <local.output_dir>/<pipeline>/<execution-id>)")
     p.set_defaults(func=cmd_run)
