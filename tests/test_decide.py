@@ -120,6 +120,7 @@ def test_a_run_records_the_policy_candidates_and_margin(tmp_path):
                   "selection": {"objectives": [{"metric": "factual_knowledge", "weight": 1}],
                                 "constraints": [{"metric": "error_rate", "max": 0.01}]}}
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump({"local": {"model_cache_dir": str(tmp_path)}}))
         proc = subprocess.run([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--config",
                                str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "run")],
                               capture_output=True, text=True, timeout=300)

@@ -25,7 +25,9 @@ def write_config(tmp_path: Path, urls: dict[str, str], n: int = 20, **evaluation
         "algorithms": [{"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"}],
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump({"local": {"output_dir": str(tmp_path / "runs")}}))
+    # a cache of its own: another test's server on the same port must not answer for this one
+    (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump(
+        {"local": {"output_dir": str(tmp_path / "runs"), "model_cache_dir": str(tmp_path / "cache")}}))
     return tmp_path / "config.yaml"
 
 
