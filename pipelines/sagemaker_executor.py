@@ -2,7 +2,9 @@
 calls, one training job each, a parallel branch per model.
 
 Settings travel as `@step` arguments, never through a SageMaker config file: with a config file
-present the SDK re-validates it at every lookup and a definition takes seconds per step.
+present the SDK re-validates it at every lookup and a definition takes seconds per step. The SDK's
+defaults file, where there is one, is read once by `lib.config.sagemaker_defaults` into the settings;
+the session handed to the SDK carries an empty configuration, so the SDK never loads it again.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ def param_name(kind: str) -> str:
 def step_compute(step: Step, settings: dict[str, Any]) -> dict[str, Any]:
     """The plan's compute hints mapped onto SageMaker: the step's instance type (per kind, else the
     default step type) and a warm pool where the hint asks for one."""
+    from lib.plan.kinds import keep_alive_seconds
+
     sm = settings["sagemaker"]
     compute: dict[str, Any] = {"instance_type": sm["instance_types"].get(step.kind, sm["step_instance_type"])}
     if "training_instance_type" in step.compute:
         compute["training_instance_type"] = step.compute["training_instance_type"]
-    if step.compute.get("warm_pool"):
-        compute["keep_alive_period_in_seconds"] = sm["keep_alive_period_in_seconds"]
+    keep_alive = keep_alive_seconds(step.kind, sm)
+    if keep_alive:
+        compute["keep_alive_period_in_seconds"] = keep_alive
     return compute
 
 
@@ -61,8 +66,13 @@ def _session(settings: dict[str, Any]):
 
     sm = settings["sagemaker"]
     boto_session = boto3.Session(region_name=sm.get("region") or os.environ.get("AWS_DEFAULT_REGION"))
-    return sagemaker.Session(boto_session=boto_session, default_bucket=sm.get("bucket"),
-                             default_bucket_prefix=sm.get("prefix") or None)
+    # a configuration given, the SDK loads no defaults file (SAGEMAKER_USER_CONFIG_OVERRIDE, ~/.config);
+    # emptied after, so that no lookup re-validates anything: its values are in the settings already
+    session = sagemaker.Session(boto_session=boto_session, default_bucket=sm.get("bucket"),
+                                default_bucket_prefix=sm.get("prefix") or None,
+                                sagemaker_config={"SchemaVersion": "1.0"})
+    session.sagemaker_config = {}
+    return session
 
 
 def _remote_copy(cfg: RunConfig, root: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -115,14 +125,15 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
     where = cfg.pipeline_config_path or "pipeline_config.yaml"
     if not sm.get("role_arn"):
         raise UserError(f"{where}: sagemaker.role_arn is required to build a SageMaker pipeline "
-                        "(the IAM role the steps run as)")
+                        "(the IAM role the steps run as); or RoleArn under SageMaker.PythonSDK.Modules.RemoteFunction "
+                        "in the SageMaker defaults file (config.yaml beside the config)")
     for model in cfg.models:
         if not provider_class(model["provider"]).runs_on_sagemaker:
             raise UserError(f"{cfg.config_path}: models '{model['name']}' uses provider '{model['provider']}', which "
                             "runs only on this machine (`run`); give it a SageMaker provider to build a pipeline")
     if not sm.get("image_uri"):
-        raise UserError(f"{where}: sagemaker.image_uri is required: the SDK has no default image for Python "
-                        "3.11; build and push ours with `make image` (see README)")
+        raise UserError(f"{where}: sagemaker.image_uri is required (or ImageUri in the SageMaker defaults file): the "
+                        "SDK has no default image for Python 3.11; build and push ours with `make image` (see README)")
     session = session or _session(cfg.settings)
     bucket = sm.get("bucket") or session.default_bucket()
     prefix = (sm.get("prefix") or "").strip("/")

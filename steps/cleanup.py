@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from lib import progress
+from lib.aws import aws_name
 from lib.providers import get_provider
 from steps._common import guarded
 
 
 def cleanup(model: dict[str, Any], deployment: dict[str, Any], evaluation: dict[str, Any] | None = None) -> dict:
-    step = f"cleanup-{model['name']}"
+    step = f"cleanup-{aws_name(model['name'])}"  # the plan's step name (`lib.plan.build.step_name`)
     if not deployment or not (deployment.get("created") or deployment.get("adopted")):
         return {"status": "succeeded", "deleted": [], "error": None}
     result = guarded(step, lambda: get_provider(model["provider"]).cleanup(model, deployment))

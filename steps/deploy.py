@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.aws import aws_name
 from lib.providers import get_provider, running
 from lib.run.layout import RunLayout
 from steps._common import context, failed, guarded
@@ -11,7 +12,7 @@ from steps._common import context, failed, guarded
 
 def deploy(model: dict[str, Any], finetune_result: dict[str, Any] | None, run_root: str,
            execution_id: str, cache_root: str | None = None) -> dict[str, Any]:
-    step = f"deploy-{model['name']}"
+    step = f"deploy-{aws_name(model['name'])}"  # the plan's step name (`lib.plan.build.step_name`)
     if failed(finetune_result):
         return {"status": "failed", "error": f"not deployed: fine-tuning failed ({finetune_result['error']})",
                 "created": []}

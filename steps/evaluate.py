@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import pricing, progress, reports, storage
+from lib.aws import aws_name
 from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
 from lib.engine.invoke import RetryPolicy, Spend, invoke_records
@@ -19,7 +20,7 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
              algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
              execution_id: str | None = None, budget_share_usd: float | None = None) -> dict[str, Any]:
     """``budget_share_usd``: what asking this model may cost at most (its share of budget.max_usd)."""
-    step = f"evaluate-{model['name']}"
+    step = f"evaluate-{aws_name(model['name'])}"  # the plan's step name (`lib.plan.build.step_name`)
     layout = RunLayout.resolve(run_root, execution_id)
     if failed(deployment):
         return ModelResult.failure(model["name"], f"not evaluated: {deployment['error']}").to_dict()

@@ -71,3 +71,11 @@ def _unstopped():
     interrupt.reset()
     yield
     interrupt.reset()
+
+
+@pytest.fixture(autouse=True)
+def _no_sagemaker_defaults_from_this_machine(tmp_path_factory, monkeypatch):
+    """The SageMaker SDK's defaults files of whoever runs the tests (~/.config/sagemaker/config.yaml, or
+    SAGEMAKER_USER_CONFIG_OVERRIDE) are settings too (lib/config/sagemaker_defaults.py): not in a test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
+    monkeypatch.delenv("SAGEMAKER_USER_CONFIG_OVERRIDE", raising=False)

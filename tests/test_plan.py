@@ -37,12 +37,13 @@ def test_plan_one_model(write_config):
     # (a SageMaker step after a failed one never runs) cannot keep the endpoint up
     assert plan.step("cleanup-model-0").depends_on == ["deploy-model-0", "evaluate-model-0"]
     # compute is a hint each executor maps: SageMaker gives evaluate a warm pool of the configured length
-    assert plan.step("evaluate-model-0").compute == {"warm_pool": True, "accelerator": True}
+    assert plan.step("evaluate-model-0").compute == {"warm_pool": True}
     from pipelines.sagemaker_executor import step_compute
 
     settings = load_config(write_config(base_config(1))).settings
+    # evaluation only calls the endpoint: a CPU instance, and the sample's 1200 s warm pool
     assert step_compute(plan.step("evaluate-model-0"), settings) == {
-        "instance_type": "ml.g5.2xlarge", "keep_alive_period_in_seconds": 1800}
+        "instance_type": "ml.m5.xlarge", "keep_alive_period_in_seconds": 1200}
 
 
 @pytest.fixture

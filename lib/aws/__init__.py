@@ -29,10 +29,17 @@ def client(service: str, region: str | None = None, timeout: float | None = None
                         or os.environ.get("AWS_DEFAULT_REGION") or None, config=config)
 
 
+def aws_name(model: str) -> str:
+    """A model's name as AWS names (steps, endpoints, tags) carry it: the sample allows underscores in
+    model names, AWS's step and endpoint names do not, so each becomes a hyphen (`lib.config.load` refuses
+    two names that map onto one)."""
+    return model.replace("_", "-")
+
+
 def resource_tags(pipeline: str, execution_id: str | None = None, model: str | None = None,
                   extra: dict[str, str] | None = None) -> list[dict[str, str]]:
     tags = {PIPELINE_TAG: pipeline, **({EXECUTION_TAG: execution_id} if execution_id else {}),
-            **({MODEL_TAG: model} if model else {}), **(extra or {})}
+            **({MODEL_TAG: aws_name(model)} if model else {}), **(extra or {})}
     return [{"Key": k, "Value": str(v)} for k, v in tags.items()]
 
 

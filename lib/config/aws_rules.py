@@ -12,6 +12,8 @@ and `lib.config.load` use; tests/test_hostile_config.py pins that they agree):
 | ``<pipeline>-sweep-on-failure``   | 64        | the EventBridge rule             |
 | ``llm-eval-<model>``              | 63        | a SageMaker endpoint             |
 
+``<model>`` in an AWS name is the model's name with each underscore as a hyphen (`lib.aws.aws_name`).
+
 Training jobs are named by SageMaker: a pipeline step's job gets a service-made name (the SDK drops
 ``TrainingJobName`` from the definition), and a JumpStart fine-tune's by the SDK's ``name_from_base``,
 which keeps within 63 characters; so no training job name is derived from the config.

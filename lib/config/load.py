@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lib import scorers
-from lib.config import aws_rules, data_files, schema
+from lib.aws import aws_name
+from lib.config import aws_rules, data_files, sagemaker_defaults, schema
 from lib.config.schema_errors import check_schema
 from lib.config.yaml_loader import LoadedYaml, load_yaml
 from lib.engine.invokers import PLACEHOLDER
@@ -21,10 +22,11 @@ from lib.errors import ConfigError, did_you_mean
 from lib.providers import ProviderLookupError, provider_class
 from lib.providers.base import ProviderConfigError
 
-MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,54}$")
+MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,54}$")  # as AWS names carry it (`aws_name`)
+CONFIG_MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,54}$")  # as written: the sample allows `_`
 ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PIPELINE_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
-ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+ROLE_ARN_RE = sagemaker_defaults.ROLE_ARN_RE
 _CRON_RE = re.compile(r"^cron\((\S+ ){5}\S+\)$")
 _RATE_RE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)$")
 DEFAULT_PIPELINE_CONFIG = "pipeline_config.yaml"
@@ -56,6 +58,10 @@ class RunConfig:
     def models(self) -> list[dict[str, Any]]:
         return self.evaluation["models"]
 
+    # one line each, for stderr: what was read or skipped and why (a sibling pipeline_config.yaml that is an
+    # evaluation config, a placeholder in the SageMaker defaults file)
+    notes: tuple[str, ...] = ()
+
 
 def is_remote_uri(value: str) -> bool:
     return "://" in value
@@ -76,9 +82,18 @@ def validate_eventbridge_expression(expr: str) -> str | None:
     return "a schedule is 'cron(min hour day-of-month month day-of-week year)' or 'rate(N unit)'"
 
 
-def _resolve(value: str, base: Path) -> str:
+def _resolve(value: str, base: Path | str) -> str:
+    """``value`` as a location: as written when it is a URI, else under ``base`` (a folder, or an S3 prefix
+    from --input-data-path; an absolute or ``~`` path stays a local path)."""
     if is_remote_uri(value):
         return value
+    if isinstance(base, str) and not value.startswith(("/", "~")):
+        import posixpath
+
+        bucket, _, prefix = base[len("s3://"):].partition("/")
+        key = posixpath.normpath(posixpath.join(prefix, value))
+        return f"s3://{bucket}/{key}" if not key.startswith("..") else f"s3://{bucket}/{prefix}/{value}"
+    base = Path.cwd() if isinstance(base, str) else base
     path = Path(os.path.expanduser(value))
     try:
         return str(path if path.is_absolute() else (base / path).resolve())
@@ -86,11 +101,22 @@ def _resolve(value: str, base: Path) -> str:
         return str(base / path)
 
 
+def _check_under_prefix(value: str, uri: str, folder_ok: bool) -> None:
+    """A relative path placed under an s3:// --input-data-path: the S3 location it makes is one this tool
+    reads, inside the prefix's bucket. (S3 is not read here: no AWS call is made before a config validates.)"""
+    if is_remote_uri(value) or not is_remote_uri(uri):
+        return
+    if "/../" in uri or uri.endswith("/.."):
+        raise data_files.DataFileError(f"'{value}' goes above the bucket of --input-data-path ({uri})")
+    data_files.check_location(uri, folder_ok=folder_ok)
+
+
 def _check_dataset(doc: LoadedYaml, where: list, value: str, uri: str, input_key: str, target_key: str) -> None:
     """The dataset is a local JSON Lines file or s3://bucket/key; a local one is read (a line at a time) and
     every record holds text under both keys."""
     try:
         data_files.check_location(value, folder_ok=False)
+        _check_under_prefix(value, uri, folder_ok=False)
         if not is_remote_uri(uri):
             data_files.check_dataset(Path(uri), input_key, target_key)
     except data_files.DataFileError as exc:
@@ -101,6 +127,7 @@ def _check_data(doc: LoadedYaml, where: list, value: str, uri: str, what: str) -
     """Fine-tune data: a local file or folder of JSON Lines, or s3://bucket/prefix; local files are read."""
     try:
         data_files.check_location(value, folder_ok=True)
+        _check_under_prefix(value, uri, folder_ok=True)
         if not is_remote_uri(uri):
             data_files.check_jsonl_files(Path(uri), what)
     except data_files.DataFileError as exc:
@@ -159,25 +186,29 @@ def _custom_attributes(value: Any) -> str | None:
     return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items())
 
 
-def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: str) -> dict[str, Any]:
+def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path | str, pipeline: str,
+                     local_base: Path) -> dict[str, Any]:
+    """``base``: where relative data paths go (a folder or an S3 prefix); ``local_base``: the folder a
+    provider resolves its own local paths against (a local model)."""
     where = ["models", i]
     name = raw["name"]
     if not name.strip():
         raise doc.error(where + ["name"], "a model name must not be empty")
-    if not MODEL_NAME_RE.match(name):
+    if not CONFIG_MODEL_NAME_RE.match(name):
         raise doc.error(
             where + ["name"],
-            f"'{_short(name)}' cannot name SageMaker steps and endpoints: use 1-55 letters, digits and single "
-            "hyphens, starting and ending with a letter or digit (no underscores, dots or spaces)",
+            f"'{_short(name)}' cannot name SageMaker steps and endpoints: use 1-55 letters, digits, hyphens and "
+            "underscores, starting and ending with a letter or digit (no dots or spaces; an underscore becomes a "
+            "hyphen in AWS names)",
         )
     provider_key = _provider_key(raw)
     provider = raw.get(provider_key, "jumpstart")
     cls = provider_class(provider)  # resolvable: checked before the schema
     if cls.sagemaker_endpoint and not raw.get("endpoint_name"):
-        problem = aws_rules.too_long(aws_rules.ENDPOINT, f"models[{i}].name", model=name)
+        problem = aws_rules.too_long(aws_rules.ENDPOINT, f"models[{i}].name", model=aws_name(name))
         if problem:
             raise doc.error(where + ["name"], problem + " (or give the model an endpoint_name)")
-    endpoint_name = raw.get("endpoint_name") or f"llm-eval-{name}"[:63].rstrip("-")
+    endpoint_name = raw.get("endpoint_name") or f"llm-eval-{aws_name(name)}"[:63].rstrip("-")
     if not ENDPOINT_NAME_RE.match(endpoint_name):
         raise doc.error(
             where + ["endpoint_name"],
@@ -254,7 +285,7 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path, pipeline: s
         "pipeline": pipeline,
     }
     try:
-        cls.validate(model, base)
+        cls.validate(model, local_base)
     except ProviderConfigError as exc:
         inner = list(exc.where)
         if inner[:1] == ["finetuning"]:  # a provider names the block as `finetuning`; the sample's is another
@@ -408,7 +439,13 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
     doc = load_yaml(path)
     check_schema(doc, schema.evaluation_schema(_provider_schemas(doc)))
     data = doc.data
-    base = Path(input_data_path).resolve() if input_data_path else Path(path).resolve().parent
+    local_base = Path(path).resolve().parent
+    # relative data paths: under --input-data-path (a folder, or an s3:// prefix), else the config's folder
+    base: Path | str = local_base
+    if input_data_path:
+        base = input_data_path if is_remote_uri(input_data_path) else Path(input_data_path).resolve()
+        if isinstance(base, Path):
+            local_base = base
     pipeline = data["pipeline"]["name"]
     if not PIPELINE_NAME_RE.match(pipeline):
         raise doc.error(["pipeline", "name"], f"'{pipeline}' is not a valid SageMaker pipeline name: letters, "
@@ -431,17 +468,24 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
     _check_derived_names(doc, pipeline, data)
 
     models = []
-    seen: dict[str, int] = {}  # by lower case: SageMaker names (steps, endpoints) ignore case
+    seen: dict[str, int] = {}  # by AWS name, lower case: SageMaker names (steps, endpoints) ignore case
     for i, raw in enumerate(data["models"]):
-        model = _normalise_model(doc, i, raw, base, pipeline)
-        other = seen.get(model["name"].lower())
+        model = _normalise_model(doc, i, raw, base, pipeline, local_base)
+        key = aws_name(model["name"]).lower()
+        other = seen.get(key)
         if other is not None:
-            same = "is already used by" if models[other]["name"] == model["name"] else \
-                f"differs only in case from '{models[other]['name']}' of"
+            theirs = models[other]["name"]
+            if theirs == model["name"]:
+                same = f"is already used by models[{other}]"
+            elif theirs.lower() == model["name"].lower():
+                same = f"differs only in case from '{theirs}' of models[{other}]"
+            else:
+                same = (f"and '{theirs}' of models[{other}] both become '{aws_name(model['name'])}' in AWS names "
+                        "(an underscore becomes a hyphen)")
             raise doc.error(["models", i, "name"],
-                            f"the model name '{model['name']}' {same} models[{other}]; names must be unique, "
+                            f"the model name '{model['name']}' {same}; names must be unique, "
                             "ignoring case (SageMaker step and endpoint names ignore it)")
-        seen[model["name"].lower()] = i
+        seen[key] = i
         models.append(model)
     endpoints: dict[str, int] = {}
     for i, model in enumerate(models):
@@ -474,12 +518,16 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
 
 
 def default_settings() -> dict[str, Any]:
+    from lib.plan.kinds import default_keep_alive
+
     return {
         "sagemaker": {
             "region": None, "role_arn": None, "bucket": None, "prefix": "llm-eval-pipelines",
-            "image_uri": None, "keep_alive_period_in_seconds": 1800,
+            # warm pools per step kind (fine-tune 2400 s, evaluate 1200 s: the AWS sample's)
+            "image_uri": None, "keep_alive_period_in_seconds": default_keep_alive(),
+            # every step, evaluation included (it only calls the model's endpoint): a CPU instance
             "step_instance_type": "ml.m5.xlarge",
-            "instance_types": {"evaluate": "ml.g5.2xlarge"},
+            "instance_types": {},
             "volume_size": 50, "max_parallel_steps": 10, "max_retries": 2, "tags": {},
             "kms_key": None, "subnets": [], "security_group_ids": [], "environment": {},
             "schedule": None, "model_approval_status": "PendingManualApproval", "sweep_on_failure": False,
@@ -490,16 +538,47 @@ def default_settings() -> dict[str, Any]:
             "output_dir": "runs", "max_workers": 2,
             "model_cache_dir": "~/.cache/llm-eval-pipelines",
         },
+        # where each setting that is not a default came from: {"sagemaker.role_arn": ["config.yaml (...)"]}
+        "sources": {},
+        # RemoteFunction keys of a SageMaker defaults file this tool does not use, per file
+        "unused": {},
     }
 
 
-def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
+def _keep_alive(value: int | dict[str, int]) -> dict[str, int]:
+    """``keep_alive_period_in_seconds`` as a mapping per step kind: one number applies to every kind that
+    keeps a warm pool; a mapping changes the kinds it names."""
+    from lib.plan.kinds import default_keep_alive
+
+    defaults = default_keep_alive()
+    if isinstance(value, dict):
+        return {**defaults, **value}
+    return {kind: value for kind in defaults}
+
+
+def _apply_sdk_defaults(settings: dict[str, Any], sdk: sagemaker_defaults.SdkDefaults) -> None:
+    sm = settings["sagemaker"]
+    for key, value in sdk.values.items():
+        sm[key] = dict(value) if isinstance(value, dict) else value
+        settings["sources"][f"sagemaker.{key}"] = list(sdk.sources[key])
+    settings["unused"] = dict(sdk.unused)
+
+
+def load_pipeline_config(path: str | Path | None,
+                         sdk: sagemaker_defaults.SdkDefaults | None = None) -> dict[str, Any]:
+    """The settings: our defaults, then what the SageMaker defaults files say (``sdk``), then the settings
+    file at ``path`` (it wins where both say something; tags and environment merge per key)."""
     settings = default_settings()
+    if sdk is not None:
+        _apply_sdk_defaults(settings, sdk)
     if path is None:
         settings["local"]["model_cache_dir"] = os.path.expanduser(settings["local"]["model_cache_dir"])
         settings["local"]["output_dir"] = str(Path(settings["local"]["output_dir"]).resolve())
         return settings
     doc = load_yaml(path)
+    if "models" in doc.data:
+        raise doc.error([], "this is an evaluation config (it has `models`), not a settings file (`sagemaker:`, "
+                        "`local:`): give the settings with --pipeline-config, or leave the flag out for the defaults")
     check_schema(doc, schema.pipeline_schema())
     sm = doc.data.get("sagemaker") or {}
     role = sm.get("role_arn")
@@ -518,19 +597,38 @@ def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
             if key in keys[:i]:
                 raise doc.error(["sagemaker", "tags", i, "Key"], f"the tag key '{key}' is given twice")
         tags = {t["Key"]: t["Value"] for t in tags}
+    tags = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in tags.items()}
+    merged = {**settings["sagemaker"]["tags"], **tags}  # the SageMaker defaults file's, ours winning per key
     room = aws_rules.TAGS_MAX - aws_rules.OWN_TAGS
-    if len(tags) > room:
-        raise doc.error(["sagemaker", "tags"], f"{len(tags)} tags; a resource holds {aws_rules.TAGS_MAX} and this "
-                        f"tool adds {aws_rules.OWN_TAGS}, so at most {room}")
+    if len(merged) > room:
+        more = len(merged) - len(tags)
+        beside = f" ({more} more from the SageMaker defaults file)" if more else ""
+        raise doc.error(["sagemaker", "tags"], f"{len(merged)} tags{beside}; a resource holds {aws_rules.TAGS_MAX} "
+                        f"and this tool adds {aws_rules.OWN_TAGS}, so at most {room}")
     for i, (key, value) in enumerate(tags.items()):
-        value = str(value).lower() if isinstance(value, bool) else str(value)
-        problem = aws_rules.tag_problem(str(key), value)
+        problem = aws_rules.tag_problem(key, value)
         if problem:
             raise doc.error(["sagemaker", "tags", *([i] if isinstance(sm["tags"], list) else [key])], problem)
-    settings["sagemaker"].update({k: v for k, v in sm.items() if k not in ("instance_types", "tags")})
+    environment = {**settings["sagemaker"]["environment"], **(sm.get("environment") or {})}
+    if len(environment) > 97:
+        raise doc.error(["sagemaker", "environment"], f"{len(environment)} variables with the SageMaker defaults "
+                        "file's; a training job holds 100 and this tool sets 3, so at most 97")
+    special = ("instance_types", "tags", "environment", "keep_alive_period_in_seconds")
+    settings["sagemaker"].update({k: v for k, v in sm.items() if k not in special})
     settings["sagemaker"]["instance_types"].update(sm.get("instance_types") or {})
-    settings["sagemaker"]["tags"] = {str(k): str(v) for k, v in tags.items()}
+    settings["sagemaker"]["tags"] = merged
+    settings["sagemaker"]["environment"] = environment
+    if "keep_alive_period_in_seconds" in sm:
+        settings["sagemaker"]["keep_alive_period_in_seconds"] = _keep_alive(sm["keep_alive_period_in_seconds"])
+    name = sagemaker_defaults.shown_path(path)
+    for key, value in sm.items():
+        if value not in (None, [], {}):
+            place = f"sagemaker.{key}"
+            earlier = settings["sources"].get(place, []) if key in ("tags", "environment") else []
+            settings["sources"][place] = [*earlier, name]
     settings["local"].update(doc.data.get("local") or {})
+    for key in doc.data.get("local") or {}:
+        settings["sources"][f"local.{key}"] = [name]
     settings["prices"] = doc.data.get("prices") or {}
     settings["cost"] = doc.data.get("cost") or {}
     base = Path(path).resolve().parent
@@ -539,21 +637,64 @@ def load_pipeline_config(path: str | Path | None) -> dict[str, Any]:
     return settings
 
 
+def _input_data_path(value: str | None) -> str | None:
+    """--input-data-path: an existing local folder, or an ``s3://bucket[/prefix]`` (as the AWS sample's
+    ``s3://<bucket>/llm-evaluation-at-scale-example``), returned without a trailing slash."""
+    if not value:
+        return None
+    if is_remote_uri(value) or value.lower().startswith("s3:"):
+        scheme, sep, rest = value.partition("://")
+        bucket = rest.partition("/")[0]
+        problem = None
+        if any(ord(c) < 32 or c == "\x7f" for c in value):
+            problem = "it holds a control character"
+        elif scheme != "s3" or not sep:
+            problem = f"'{scheme}' is not a location this tool reads"
+        elif not data_files._BUCKET_RE.match(bucket) or ".." in bucket:
+            problem = f"'{bucket}' is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)"
+        if problem:
+            raise ConfigError(value[:200], "", f"--input-data-path takes a local folder or s3://bucket/prefix: "
+                              f"{problem}")
+        return "s3://" + rest.rstrip("/")
+    try:
+        is_dir = Path(value).is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if not is_dir:
+        raise ConfigError(value[:200], "", "--input-data-path must be an existing folder or an s3://bucket/prefix")
+    return value
+
+
+def _sibling_is_evaluation_config(path: Path) -> bool:
+    """Whether ``path`` (a pipeline_config.yaml found beside the config) is an evaluation config, as the AWS
+    sample's single-model config is named: it has `models`."""
+    return "models" in load_yaml(path).data
+
+
 def load_config(
     config: str | Path, pipeline_config: str | Path | None = None, input_data_path: str | None = None
 ) -> RunConfig:
-    """Validate both files; ``pipeline_config`` defaults to pipeline_config.yaml beside the config."""
-    if input_data_path and not Path(input_data_path).is_dir():
-        raise ConfigError(str(input_data_path), "", "--input-data-path must be an existing folder")
+    """Validate both files; ``pipeline_config`` defaults to pipeline_config.yaml beside the config, unless that
+    file is an evaluation config (then the defaults apply, with a note). The SageMaker SDK's defaults file
+    (`sagemaker_defaults`) is read too, under the settings file."""
+    input_data_path = _input_data_path(input_data_path)
+    notes: list[str] = []
+    evaluation = load_evaluation_config(config, input_data_path)
     if pipeline_config is None:
         beside = Path(config).resolve().parent / DEFAULT_PIPELINE_CONFIG
         pipeline_config = beside if beside.is_file() else None
-    evaluation = load_evaluation_config(config, input_data_path)
-    settings = load_pipeline_config(pipeline_config)
+        if pipeline_config is not None and _sibling_is_evaluation_config(beside):
+            notes.append(f"{sagemaker_defaults.shown_path(beside)} is an evaluation config (it has `models`), not "
+                         "settings: going on with the default settings (give yours with --pipeline-config)")
+            pipeline_config = None
+    sdk = sagemaker_defaults.read(config)
+    notes += sdk.notes
+    settings = load_pipeline_config(pipeline_config, sdk)
     _check_sweep_names(config, evaluation["pipeline"]["name"], settings)
     from lib import pricing
 
     prices = pricing.table(settings.get("prices"))
     for model in evaluation["models"]:  # each step gets its model's price as data, settings applied
         model["price"] = provider_class(model["provider"]).price(model, prices)
-    return RunConfig(evaluation, settings, str(config), str(pipeline_config) if pipeline_config else None)
+    return RunConfig(evaluation, settings, str(config), str(pipeline_config) if pipeline_config else None,
+                     tuple(notes))

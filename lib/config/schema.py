@@ -195,14 +195,18 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
                                "x-hint": "an S3 bucket name has 3-63 lowercase letters, digits, dots and hyphens"},
                     "prefix": {"type": "string", "maxLength": 512},
                     "image_uri": {"type": "string", "maxLength": 255},  # SageMaker's limit
-                    "keep_alive_period_in_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+                    # one number for every kind that keeps a warm pool, or a mapping per step kind (see
+                    # pipeline_schema); SageMaker keeps a warm pool for at most an hour
+                    "keep_alive_period_in_seconds": {"type": ["integer", "object"], "minimum": 0, "maximum": 3600,
+                                                     "x-limit": "SageMaker's longest warm pool, an hour",
+                                                     "properties": {}, "additionalProperties": False},
                     "step_instance_type": _INSTANCE_TYPE,
                     "instance_types": _obj({}),  # one key per step kind: see pipeline_schema
                     "volume_size": _int(1, 16384, "SageMaker's largest ML storage volume, 16 TB"),
                     "max_parallel_steps": _int(1, 1000, "a sanity bound"),
                     "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
                     "tags": _TAGS,
-                    "kms_key": {"type": "string", "maxLength": 2048},
+                    "kms_key": {"type": "string", "maxLength": 2048},  # the steps' volumes
                     # a VPC config holds 1-16 subnets and 1-5 security groups
                     "subnets": {"type": "array", "maxItems": 16, "items": {
                         "type": "string", "pattern": r"^subnet-[0-9a-z]+$",
@@ -259,6 +263,8 @@ def pipeline_schema() -> dict[str, Any]:
     from lib.plan.kinds import KINDS
 
     result = copy.deepcopy(PIPELINE_CONFIG_SCHEMA)
-    result["properties"]["sagemaker"]["properties"]["instance_types"]["properties"] = {
-        k: _INSTANCE_TYPE for k in KINDS}
+    sm = result["properties"]["sagemaker"]["properties"]
+    sm["instance_types"]["properties"] = {k: _INSTANCE_TYPE for k in KINDS}
+    sm["keep_alive_period_in_seconds"]["properties"] = {
+        k: _int(0, 3600, "SageMaker's longest warm pool, an hour") for k in KINDS}
     return result

@@ -67,7 +67,7 @@ def estimate(evaluation: dict[str, Any], settings: dict[str, Any], records: int,
 def _step_jobs(evaluation: dict[str, Any], settings: dict[str, Any], prices: dict[str, Any],
                a: dict[str, Any]) -> float:
     """Every @step is a training job on its step instance, billed for its run and its warm pool."""
-    from lib.plan.kinds import STEP_KINDS
+    from lib.plan.kinds import STEP_KINDS, keep_alive_seconds
 
     sm = settings["sagemaker"]
     per_model = len(evaluation["models"])
@@ -77,7 +77,7 @@ def _step_jobs(evaluation: dict[str, Any], settings: dict[str, Any], prices: dic
         if kind.name == "finetune":
             count = sum(1 for m in evaluation["models"] if m.get("finetune"))
         hourly = prices["instance_usd_per_hour"].get(sm["instance_types"].get(kind.name, sm["step_instance_type"]), 0.0)
-        minutes = a["step_minutes"] + (sm["keep_alive_period_in_seconds"] / 60 if kind.warm_pool else 0)
+        minutes = a["step_minutes"] + keep_alive_seconds(kind.name, sm) / 60
         total += count * hourly * minutes / 60
     return total
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.aws import aws_name
 from lib.config import RunConfig
 from lib.plan.kinds import STEP_KINDS
 from lib.plan.model import Param, Plan, Ref, Step
@@ -21,9 +22,15 @@ def _step(kind: str, args: dict[str, Any], description: str, model: dict[str, An
     if kind == "finetune" and model is not None:
         # the step only starts the training job; the job runs on the model's own instance type
         compute["training_instance_type"] = model["finetune"]["parameters"]["instance_type"]
-    name = f"{kind}-{model['name']}" if spec.per_model and model else kind
+    name = step_name(kind, model["name"]) if spec.per_model and model else kind
     return Step(name, kind, spec.function, args, model=model["name"] if model else None, compute=compute,
                 description=description[:256], **extra)
+
+
+def step_name(kind: str, model: str) -> str:
+    """``<kind>-<model>`` with the model's AWS name (underscores become hyphens): the name of the step in
+    the plan, in SageMaker and in each step's own log lines."""
+    return f"{kind}-{aws_name(model)}"
 
 
 def build_plan(config: RunConfig) -> Plan:
@@ -40,17 +47,17 @@ def build_plan(config: RunConfig) -> Plan:
         if model["finetune"]:
             steps.append(_step("finetune", {"model": model, "cache_root": Param("cache_root"), **run},
                                f"Fine-tune {model['model_id']} for {name}", model))
-            finetune_ref = Ref(f"finetune-{name}")
+            finetune_ref = Ref(step_name("finetune", name))
         steps.append(_step(
             "deploy", {"model": model, "finetune_result": finetune_ref, "cache_root": Param("cache_root"), **run},
             f"Deploy {name} ({model['provider']} {model['model_id']})", model))
         steps.append(_step(
-            "evaluate", {"model": model, "dataset": Ref("preprocess"), "deployment": Ref(f"deploy-{name}"),
+            "evaluate", {"model": model, "dataset": Ref("preprocess"), "deployment": Ref(step_name("deploy", name)),
                          "algorithms": ev["algorithms"], "cache_root": Param("cache_root"), **run,
                          # each model may spend its share of the budget: the same rule in both executors
                          "budget_share_usd": budget_share},
             f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200], model))
-        evaluates.append(Ref(f"evaluate-{name}"))
+        evaluates.append(Ref(step_name("evaluate", name)))
     selection = ev["selection"]
     score_names = {a["eval_name"]: a["score_names"] for a in ev["algorithms"]}
     steps.append(_step(
@@ -73,9 +80,9 @@ def build_plan(config: RunConfig) -> Plan:
             # waits for its own model's evaluation only: a failing select, register or sibling
             # branch cannot keep this endpoint up (a SageMaker step after a failed one never runs)
             steps.append(_step(
-                "cleanup", {"model": model, "deployment": Ref(f"deploy-{name}"),
-                            "evaluation": Ref(f"evaluate-{name}")},
-                f"Remove what deploy-{name} created", model))
+                "cleanup", {"model": model, "deployment": Ref(step_name("deploy", name)),
+                            "evaluation": Ref(step_name("evaluate", name))},
+                f"Remove what {step_name('deploy', name)} created", model))
     from lib.providers import provider_class
 
     preload = [m for model in ev["models"] for m in provider_class(model["provider"]).preload_modules]

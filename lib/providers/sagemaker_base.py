@@ -18,7 +18,8 @@ def role_arn() -> str:
     """The role endpoints and jobs run as: set by the SageMaker executor for every step."""
     role = os.environ.get("LLM_EVAL_ROLE_ARN")
     if not role:
-        raise ValueError("no execution role: set sagemaker.role_arn in pipeline_config.yaml")
+        raise ValueError("no execution role: set sagemaker.role_arn in pipeline_config.yaml, or RoleArn in the "
+                         "SageMaker defaults file (config.yaml beside the config, or ~/.config/sagemaker/config.yaml)")
     return role
 
 

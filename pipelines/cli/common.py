@@ -12,7 +12,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-config", default=None,
                    help="where and how to run; default: pipeline_config.yaml beside --config, if present")
     p.add_argument("--input-data-path", default=None,
-                   help="folder that relative data paths in the config resolve against (default: the config's folder)")
+                   help="a folder or an s3://bucket/prefix that relative data paths in the config resolve against "
+                   "(default: the config's folder)")
 
 
 def dataset_size(cfg: Any) -> int:
@@ -51,6 +52,11 @@ def refuse_over_budget(cfg: Any, on_sagemaker: bool) -> None:
 
 def load(args: argparse.Namespace) -> Any:
     """Both configs, validated: nothing that talks to AWS or a model runs before this returns."""
+    import sys
+
     from lib.config import load_config
 
-    return load_config(args.config, args.pipeline_config, args.input_data_path)
+    cfg = load_config(args.config, args.pipeline_config, args.input_data_path)
+    for note in cfg.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return cfg

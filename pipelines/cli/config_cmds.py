@@ -13,11 +13,52 @@ from pipelines.cli.common import add_config_args, cost_of, load
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = load(args)
     models = cfg.evaluation["models"]
+    files = settings_files(cfg.settings)
+    if cfg.pipeline_config_path:  # read, even where it only repeats the defaults
+        from lib.config.sagemaker_defaults import shown_path
+
+        files = list(dict.fromkeys([*files, shown_path(cfg.pipeline_config_path)]))
     print(f"{args.config}: valid — pipeline '{cfg.pipeline_name}', {len(models)} model(s) "
           f"({', '.join(m['name'] for m in models)}), "
           f"{len(cfg.evaluation['algorithms'])} algorithm(s)"
-          + (f"; settings from {cfg.pipeline_config_path}" if cfg.pipeline_config_path else "; default settings"))
+          + (f"; settings from {' and '.join(files)}" if files else "; default settings"))
     return 0
+
+
+def settings_files(settings: dict[str, Any]) -> list[str]:
+    """The files the settings came from, in the order they were read (SageMaker defaults first)."""
+    return list(dict.fromkeys(f for files in settings.get("sources", {}).values() for f in files))
+
+
+def aws_names(cfg: Any) -> dict[str, str]:
+    """Model names that AWS names carry differently (an underscore becomes a hyphen)."""
+    from lib.aws import aws_name
+
+    return {m["name"]: aws_name(m["name"]) for m in cfg.models if aws_name(m["name"]) != m["name"]}
+
+
+def format_settings(cfg: Any) -> str:
+    """Where each setting that is not a default came from, what a SageMaker defaults file says that is not
+    used, and the model names AWS carries differently."""
+    lines = []
+    sources = cfg.settings.get("sources", {})
+    if sources:
+        groups: dict[tuple[str, ...], list[str]] = {}  # keys that came from the same files, together
+        for key, files in sources.items():
+            groups.setdefault(tuple(files), []).append(key.removeprefix("sagemaker."))
+        lines.append("settings: " + "; ".join(f"{', '.join(keys)} from {' + '.join(files)}"
+                                              for files, keys in groups.items())
+                     + "; every other setting is a default")
+    else:
+        lines.append("settings: all defaults (no pipeline_config.yaml, no SageMaker defaults file)")
+    for name, keys in cfg.settings.get("unused", {}).items():
+        lines.append(f"not used from {name}: {', '.join(keys)} (the step image carries this project's code "
+                     "and its dependencies)")
+    for name, aws in aws_names(cfg).items():
+        model = next(m for m in cfg.models if m["name"] == name)
+        lines.append(f"names on AWS: {name} -> {aws} (steps *-{aws}, tags"
+                     + (f", endpoint {model['endpoint_name']})" if model.get("creates_endpoint") else ")"))
+    return "\n".join(lines)
 
 
 def format_plan(plan: Plan, settings: dict[str, Any]) -> str:
@@ -54,9 +95,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     on_sagemaker = all(provider_class(m["provider"]).runs_on_sagemaker for m in cfg.models)
     costs = {"sagemaker": cost_of(cfg, True) if on_sagemaker else None, "local": cost_of(cfg, False)}
     if args.json:
-        print(json.dumps({**plan.to_dict(), "cost": costs}, indent=2))
+        print(json.dumps({**plan.to_dict(), "cost": costs, "settings_sources": cfg.settings.get("sources", {}),
+                          "aws_names": aws_names(cfg)}, indent=2))
     else:
         print(format_plan(plan, cfg.settings))
+        print(format_settings(cfg))
         print(format_cost(costs, cfg.evaluation.get("budget")))
     return 0
 
