@@ -67,7 +67,8 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     if stats.records and stats.errors == stats.records:
         return result  # nothing to score: every answer is an error
     for algorithm in algorithms:
-        scorer = scorer_for(algorithm)
+        # a kind that calls a model of its own (a judge) gets this step's context
+        scorer = scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say})
         limit = algorithm.get("num_records") or len(records)  # scored on the first N records when set
         if scorer.needs_model:
             scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke, limit)

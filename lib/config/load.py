@@ -294,13 +294,123 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path | str, pipel
     return model
 
 
-def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict) -> dict[str, Any]:
+_FMEVAL_KEYS = ("algorithm", "module", "config", "target_output_delimiter", "num_records")
+
+
+def _schema_at(path: list, subschema: dict[str, Any]) -> dict[str, Any]:
+    """A schema of the whole document that applies ``subschema`` at ``path`` only (errors keep their line)."""
+    for part in reversed(path):
+        if isinstance(part, int):
+            subschema = {"type": "array", "prefixItems": [True] * part + [subschema]}
+        else:
+            subschema = {"type": "object", "properties": {part: subschema}}
+    return subschema
+
+
+def _normalise_scorer_model(doc: LoadedYaml, where: list, raw: dict, eval_name: str) -> dict[str, Any]:
+    """A model an algorithm calls (an LLMJudge's judge), normalised as a candidate is: its provider's keys and
+    rules, the request templates and defaults. It has no name, fine-tuning or registry of its own."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    provider = raw["provider"]
+    try:
+        cls = provider_class(provider)
+    except ProviderLookupError as exc:
+        raise doc.error(where + ["provider"], str(exc)) from None
+    check_schema(doc, _schema_at(where, schema.judge_schema(cls.config_schema)))  # now its provider's keys too
+    for key, purpose in cls.required_keys.items():
+        if not raw.get(key):
+            raise doc.error(where, f"provider '{provider}' needs '{key}', {purpose}")
+    if cls.deploys and cls.sagemaker_endpoint and raw.get("endpoint_name"):
+        raise doc.error(where + ["endpoint_name"], "a judge this tool deploys gets an endpoint of its own for each "
+                        "evaluated model (llm-eval-judge-<model>), deleted after scoring; to judge with an endpoint "
+                        "that is already up, use provider: endpoint with its endpoint_name")
+    ev = {**_INVOKE_DEFAULTS, "inference_parameters": dict(cls.default_inference_parameters)}
+    ev.update({k: v for k, v in (raw.get("evaluation_config") or {}).items() if v is not None})
+    ev_where = where + ["evaluation_config"]
+    ev["prompt_template"] = _prompt_template(doc, ev_where + ["prompt_template"], ev["prompt_template"])
+    if cls.needs_template:
+        if not _contains_placeholder(ev["content_template"]):
+            raise doc.error(ev_where + ["content_template"],
+                            f"the content_template must contain '{PLACEHOLDER}', where the prompt goes")
+        try:
+            jmespath.compile(ev["output"])
+        except (JMESPathError, RecursionError) as exc:
+            reason = str(exc).splitlines()[0] if isinstance(exc, JMESPathError) else "nested too deeply"
+            raise doc.error(ev_where + ["output"],
+                            f"'{_short(ev['output'])}' is not a valid JMESPath expression ({reason})") from None
+    ev["custom_attributes"] = _custom_attributes(ev.get("custom_attributes"))
+    ev["inference_parameters"] = ev.get("inference_parameters") or {}
+    pipeline = doc.data["pipeline"]["name"]
+    model = {
+        "name": f"judge-{eval_name}",
+        "provider": provider,
+        "model_id": raw["model_id"],
+        "model_version": str(raw.get("model_version", "*")),
+        "endpoint_name": raw.get("endpoint_name"),
+        # a SageMaker endpoint the judge creates is named per evaluated model when it is deployed
+        "derived_endpoint_name": bool(cls.sagemaker_endpoint and not raw.get("endpoint_name")),
+        "region": raw.get("region"),
+        **{key: raw.get(key) for key in cls.config_schema},
+        "deployment": {"instance_type": "ml.g5.2xlarge", "num_instances": 1, **(raw.get("deployment_config") or {})},
+        "invoke": ev,
+        "finetune": None,
+        "register": None,
+        "creates_endpoint": bool(cls.deploys),
+        "cleanup_endpoint": None,
+        "pipeline": pipeline,
+    }
+    try:
+        cls.validate(model, Path(str(doc.path)).resolve().parent)
+    except ProviderConfigError as exc:
+        raise doc.error(where + list(exc.where), str(exc)) from None
+    return model
+
+
+def _same_model(judge: dict[str, Any], models: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The candidates that are the judge's model (same provider, model id and the keys its provider cannot
+    work without, such as an endpoint), and those fine-tuned from it: the judge may prefer their answers."""
+    keys = ["model_id", *provider_class(judge["provider"]).required_keys]
+    same: dict[str, list[str]] = {"same": [], "finetuned": []}
+    for model in models:
+        if model["provider"] == judge["provider"] and all(model.get(k) == judge.get(k) for k in keys):
+            same["finetuned" if model.get("finetune") else "same"].append(model["name"])
+    return same
+
+
+def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict, models: list[dict[str, Any]] | None = None
+                         ) -> dict[str, Any]:
+    """One `algorithms[]` entry; ``models`` (the normalised candidates) tell whether a judge is one of them."""
     where = ["algorithms", i]
     try:
         spec = scorers.resolve(raw["algorithm"], raw.get("module"), raw.get("config"))
     except scorers.AlgorithmLookupError as exc:
         key = "module" if raw.get("module") and raw["algorithm"] not in scorers.SCORERS else "algorithm"
         raise doc.error(where + [key], str(exc)) from None
+    kind = scorers.scorer_class(spec.kind)
+    allowed = getattr(kind, "config_keys", _FMEVAL_KEYS)
+    for key in raw:
+        if key not in allowed:
+            owners = {"fmeval's algorithms" if other.kind == "fmeval" else name: None
+                      for name, other in scorers.SCORERS.items() if other.kind != spec.kind
+                      and key in getattr(scorers.scorer_class(other.kind), "config_keys", _FMEVAL_KEYS)}
+            owner = f" ('{key}' is a key of {' and '.join(owners)})" if owners else \
+                did_you_mean(key, [k for k in allowed if k != "algorithm"])
+            raise doc.error(where + [key], f"{spec.name} does not take '{key}'{owner}; it takes "
+                            f"{', '.join(k for k in allowed if k != 'algorithm')}")
+    if spec.kind != "fmeval":
+        try:
+            own = kind.check_config(raw)
+        except scorers.ScorerConfigError as exc:
+            raise doc.error(where + list(exc.where), str(exc)) from None
+        algorithm = {"name": spec.name, "kind": spec.kind, "module": own["module"], "config_class": None,
+                     "eval_name": own["eval_name"], "options": own["options"], "needs_model": spec.needs_model,
+                     "score_names": own["score_names"], "num_records": raw.get("num_records")}
+        for key in getattr(kind, "model_keys", ()):
+            algorithm[key] = _normalise_scorer_model(doc, where + [key], raw[key], own["eval_name"])
+            algorithm[f"{key}_is_candidate"] = _same_model(algorithm[key], models or [])
+        return algorithm
     options: dict[str, Any] = dict(raw["config"]) if isinstance(raw.get("config"), dict) else {}
     if isinstance(raw.get("config"), str) and spec.config_class and raw["config"] != spec.config_class:
         raise doc.error(where + ["config"],
@@ -497,11 +607,14 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
                                 "(endpoint names ignore case)")
             endpoints[model["endpoint_name"].lower()] = i
 
-    algos = [_normalise_algorithm(doc, i, raw) for i, raw in enumerate(data["algorithms"])]
+    algos = [_normalise_algorithm(doc, i, raw, models) for i, raw in enumerate(data["algorithms"])]
     names = [a["eval_name"] for a in algos]
     for i, n in enumerate(names):
         if n in names[:i]:
-            raise doc.error(["algorithms", i, "algorithm"], f"the algorithm '{algos[i]['name']}' is listed twice")
+            named = "" if algos[i]["kind"] == "fmeval" else \
+                f" (both name their scores '{n}': give one of them another 'name')"
+            raise doc.error(["algorithms", i, "algorithm"],
+                            f"the algorithm '{algos[i]['name']}' is listed twice{named}")
     selection = _check_selection(doc, data.get("selection") or {}, algos)
     gate = _check_gate(doc, data.get("gate"), algos)
     registry = {

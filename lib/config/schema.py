@@ -115,6 +115,24 @@ _MODEL = _obj(
     },
     required=("name", "model_id"),
 )
+# The keys of every kind of algorithm entry: fmeval's (algorithm, module, config, target_output_delimiter,
+# num_records), LLMJudge's and CustomScorer's. Which keys a kind takes is checked when the entry is
+# normalised (`lib.config.load._normalise_algorithm`), so a misspelt key still gets "did you mean" here.
+_JUDGE_MODEL_KEYS = ("provider", "model_id", "model_version", "region", "endpoint_name", "deployment_config",
+                     "evaluation_config")
+
+
+def judge_schema(provider_keys: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A judge is a model without a name, fine-tuning or registry; ``provider_keys`` (its provider's
+    `config_schema`) are allowed too. Without them any further key passes (checked once the provider is known)."""
+    properties = {k: _MODEL["properties"][k] for k in _JUDGE_MODEL_KEYS}
+    if provider_keys is None:
+        return {"type": "object", "properties": properties, "required": ["provider", "model_id"]}
+    return _obj({**properties, **provider_keys}, required=("provider", "model_id"))
+
+
+_SCORE_NAME = {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,63}$",
+               "x-hint": "a score name has lowercase letters, digits and underscores, starting with a letter"}
 _ALGORITHM = _obj(
     {
         "algorithm": _STR,
@@ -123,6 +141,22 @@ _ALGORITHM = _obj(
         "target_output_delimiter": {"type": "string", "minLength": 1,
                                     "x-hint": "it separates the accepted answers in a target, such as '<OR>'"},
         "num_records": _RECORDS,
+        "name": _SCORE_NAME,  # LLMJudge, CustomScorer: the scores' name in summary.json
+        # LLMJudge
+        "judge": judge_schema(),
+        "metrics": {"type": "array", "items": _STR, "minItems": 1},
+        "custom_metrics": {"type": "array", "minItems": 1, "items": _obj({
+            "name": _SCORE_NAME,
+            "prompt_template": {**_STR, "maxLength": 20_000},
+            "scale": {"oneOf": [{"type": "array", "items": _int(-1000, 1000, "a sanity bound"), "minItems": 2,
+                                 "maxItems": 2},
+                                {"const": "pass_fail"}],
+                      "x-hint": "a scale is [low, high], such as [1, 5], or pass_fail"},
+        }, required=("name", "prompt_template"))},
+        "max_parse_retries": _int(0, 5, "re-asks of one rating"),
+        # CustomScorer
+        "scorer": {**_STR, "x-hint": "an import path such as 'mypkg.scorers:domain_score'"},
+        "preset": {"enum": ["exact_match", "f1", "bleu", "rouge"]},
     },
     required=("algorithm",),
 )

@@ -6,6 +6,12 @@ cached by the engine) or, when ``needs_model`` is set, calls the model itself
 (`lib.engine.score.empty_result`). A new kind of scorer is one module here plus one line in
 `SCORER_KINDS`; `SCORERS` is the table of named scorers that config validation, `plan` and the
 report read.
+
+A kind may own config keys of its own (`LLMJudge`'s rubrics, `CustomScorer`'s import path): its class
+then has ``config_keys`` and a classmethod ``check_config(raw) -> dict`` that raises `ScorerConfigError`,
+and ``model_keys``, the keys holding a model of any provider (a judge), which config loading normalises
+as it does a candidate's. A class with ``takes_context`` is built with the evaluate step's context:
+``model`` (the candidate), ``layout``, ``cache_root`` and ``progress``.
 """
 
 from __future__ import annotations
@@ -20,10 +26,24 @@ from lib.scorers.fmeval_algorithms import resolve as _resolve_fmeval
 # kind -> the class that runs a configured scorer of that kind
 SCORER_KINDS: dict[str, str] = {
     "fmeval": "lib.scorers.fmeval_scorer:FmevalScorer",
+    "llm_judge": "lib.scorers.judge:JudgeScorer",
+    "custom": "lib.scorers.custom:CustomScorer",
 }
 
 # every scorer a config can name without an import path
-SCORERS: dict[str, AlgorithmSpec] = dict(BUILTIN)
+SCORERS: dict[str, AlgorithmSpec] = {
+    **BUILTIN,
+    "LLMJudge": AlgorithmSpec("LLMJudge", "lib.scorers.judge", None, "llm_judge", kind="llm_judge"),
+    "CustomScorer": AlgorithmSpec("CustomScorer", "lib.scorers.custom", None, "custom", kind="custom"),
+}
+
+
+class ScorerConfigError(ValueError):
+    """An `algorithms[]` entry is wrong for its kind. ``where`` is the YAML path below the entry."""
+
+    def __init__(self, where: list[str | int], message: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class Scorer(Protocol):
@@ -39,10 +59,16 @@ class Scorer(Protocol):
         """Score by calling the model (only when ``needs_model``)."""
 
 
-def scorer_for(algorithm: dict[str, Any]) -> Scorer:
-    """The scorer that runs one normalised `algorithms[]` entry of a config."""
-    module, _, cls = SCORER_KINDS[algorithm.get("kind", "fmeval")].partition(":")
-    return getattr(importlib.import_module(module), cls)(algorithm)
+def scorer_class(kind: str) -> type:
+    module, _, cls = SCORER_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def scorer_for(algorithm: dict[str, Any], context: dict[str, Any] | None = None) -> Scorer:
+    """The scorer that runs one normalised `algorithms[]` entry of a config; ``context`` is the evaluate
+    step's, for the kinds that take it."""
+    cls = scorer_class(algorithm.get("kind", "fmeval"))
+    return cls(algorithm, context or {}) if getattr(cls, "takes_context", False) else cls(algorithm)
 
 
 def score_outputs(algorithm: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -57,8 +83,17 @@ def lower_is_better(eval_name: str) -> bool:
 def resolve(name: str, module: str | None = None, config: str | dict | None = None) -> AlgorithmSpec:
     """The spec of the scorer a config names: from `SCORERS`, or a class by import path.
     Raises `AlgorithmLookupError` saying what is wrong."""
+    spec = SCORERS.get(name)
+    if spec is not None and spec.kind != "fmeval":
+        return spec
+    if spec is None and module is None:
+        from lib.errors import did_you_mean
+
+        raise AlgorithmLookupError(
+            f"unknown algorithm '{name}'{did_you_mean(name, SCORERS)}; built-in algorithms are "
+            f"{', '.join(SCORERS)}, or give 'module' with the import path of your own")
     return _resolve_fmeval(name, module, config)
 
 
-__all__ = ["SCORERS", "SCORER_KINDS", "AlgorithmLookupError", "AlgorithmSpec", "Scorer", "lower_is_better",
-           "resolve", "score_outputs", "scorer_for"]
+__all__ = ["SCORERS", "SCORER_KINDS", "AlgorithmLookupError", "AlgorithmSpec", "Scorer", "ScorerConfigError",
+           "lower_is_better", "resolve", "score_outputs", "scorer_class", "scorer_for"]
