@@ -12,7 +12,7 @@ from lib.run.layout import RunLayout
 
 
 def context(step: str, layout: RunLayout, cache_root: str | None = None, **extra: Any) -> dict[str, Any]:
-    """What a provider's deploy and fine-tune see (`lib.providers.base.Context` documents the keys)."""
+    """What a provider's deploy and fine-tune see (the docstring of `lib/providers/base.py` lists the keys)."""
     return {"layout": layout, "run_root": layout.root, "cache_root": cache_root,
             "progress": progress.reporter(step), **extra}
 
