@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= evaluation_config.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-all run validate plan bench lint image clean
+.PHONY: help venv test test-all run validate plan bench bench-quick lint image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -38,8 +38,11 @@ validate: $(STAMP) ## check CONFIG (default evaluation_config.yaml)
 plan: $(STAMP) ## show the steps CONFIG expands into
 	$(BIN)/python pipelines/build_pipeline.py plan --config $(CONFIG)
 
-bench: $(STAMP) ## measure speed; writes bench/results.json
+bench: $(STAMP) ## measure speed (about 15 min); writes bench/results.json, README's table source
 	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) ## a 2-minute subset of bench, into bench/results-quick.json
+	$(BIN)/python -m bench.run --quick
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

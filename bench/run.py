@@ -1,21 +1,38 @@
-"""`make bench`: the figures the issues ask for, printed and written to bench/results.json.
+"""`make bench`: the figures README's "Benchmarks" table shows, printed and written to bench/results.json.
 
-1. Evaluation, end to end on the default local config, in one process: our engine (one model call per
-   record, every algorithm scored on the outputs) against the naive way (fmeval `evaluate()` per
-   algorithm with a model runner, as the AWS sample does), same models, data and servers.
-2. Scoring throughput: 10,000 cached records x 3 algorithms; the local server's request batching.
-3. SageMaker definition build time for 10 and 50 models: our way (settings as @step arguments) and
-   through a SageMaker config file, under moto.
+1. Evaluation, end to end on the default local config's first model (`--engine-models N` for more),
+   in one process: our engine (one model call per record, every algorithm scored on the outputs)
+   against the naive way (fmeval `evaluate()` per algorithm with a model runner, as the AWS sample
+   does), same model, data and server.
+2. Orchestration: the `run` command (a new process: imports, set-up and every step inside the clock)
+   on 10,000 records x 3 algorithms against an instant OpenAI-compatible server, against a plain
+   client asking the same server the same questions with the same concurrency; a 10-record run for
+   the fixed start-up; peak memory at 10,000 and 100,000 records.
+3. Scoring throughput: 10,000 cached records x 3 algorithms; the local server's request batching.
+4. SageMaker definition build time for 10, 50 and 200 models: our way (settings as @step arguments),
+   with the time the SDK's S3 uploads take; for 10, through a SageMaker config file; for 200, with
+   the SDK's uploads through one S3 client (what a fix would give). Under moto.
 
-    python -m bench.run [--only engine,scoring,definition] [--records N]
+    python -m bench.run [--quick] [--only orchestration,memory,definition,server,scoring,engine]
+                        [--records N] [--baseline GIT-REF] [--write-readme]
+
+`--quick` (about 2 minutes) measures a subset at smaller sizes and writes bench/results-quick.json,
+leaving bench/results.json (README's source) alone. `--baseline REF` also runs the orchestration
+case with the code of git revision REF (a temporary worktree), for a before/after in one run.
+`--write-readme` puts the table made from bench/results.json into README's "Benchmarks" section
+(tests/test_readme_figures.py checks that they agree).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
 import os
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +45,10 @@ from lib import progress, storage  # noqa: E402
 from lib.engine import fmeval_offline  # noqa: E402
 
 
-def bench_engine(records: int | None) -> dict:
-    """Our engine vs fmeval evaluate() per algorithm, on every model of evaluation_config.yaml."""
+def bench_engine(records: int | None, models: int = 1) -> dict:
+    """Our engine vs fmeval evaluate() per algorithm, on the first ``models`` models of
+    evaluation_config.yaml that need no fine-tuning (a fine-tune takes minutes; its model is served
+    and asked like the others)."""
     fmeval_offline.prepare()
     from fmeval.data_loaders.data_config import DataConfig
     from fmeval.eval_algorithms.helper_models import helper_model
@@ -42,7 +61,6 @@ def bench_engine(records: int | None) -> dict:
     from lib.scorers import score_outputs
     from pipelines.local_executor import configure_threads
     from steps.deploy import deploy
-    from steps.finetune import finetune
     from steps.preprocess import preprocess
 
     # The naive side cannot reach BERTScore's model offline; give it a free BERTScore so it can run
@@ -57,10 +75,12 @@ def bench_engine(records: int | None) -> dict:
     dataset = dict(ev["dataset"], num_records=records or ev["dataset"]["num_records"])
     data = preprocess(dataset, None, str(work))
     rows_in = storage.read_jsonl(data["uri"])
-    out: dict = {"records": len(rows_in), "algorithms": [a["name"] for a in ev["algorithms"]], "models": {}}
+    # fmeval's algorithms: those the naive way can run too (a scorer of our own kind has no `evaluate()`)
+    algorithms = [a for a in ev["algorithms"] if a.get("kind", "fmeval") == "fmeval"]
+    out: dict = {"records": len(rows_in), "algorithms": [a["name"] for a in algorithms], "models": {}}
     totals = {"ours_s": 0.0, "naive_s": 0.0, "ours_calls": 0, "naive_calls": 0}
-    for model in ev["models"]:
-        ft = finetune(model, str(work), cache_root) if model["finetune"] else None
+    for model in [m for m in ev["models"] if not m["finetune"]][:models]:
+        ft = None
         dep = deploy(model, ft, str(work), "bench", cache_root)
         endpoint = running.get(dep["endpoint_id"])
         try:
@@ -70,14 +90,14 @@ def bench_engine(records: int | None) -> dict:
                 rows_in, invoke=model["invoke"], invoker=HttpInvoker(dep["endpoint_url"], model["invoke"]),
                 identity="bench", outputs_uri=str(work / model["name"] / "outputs.jsonl"), cache=None,
                 max_concurrency=16)
-            ours_scores = {a["eval_name"]: score_outputs(a, rows)["scores"] for a in ev["algorithms"]}
+            ours_scores = {a["eval_name"]: score_outputs(a, rows)["scores"] for a in algorithms}
             ours_s = time.perf_counter() - started
             ours_calls = sum(endpoint.batcher.batches) - served
 
             served = sum(endpoint.batcher.batches)
             started = time.perf_counter()
             naive_scores = {}
-            for a in ev["algorithms"]:
+            for a in algorithms:
                 module = __import__(a["module"], fromlist=[a["name"]])
                 algo = getattr(module, a["name"])(getattr(module, a["config_class"])(**a["options"]))
                 config = DataConfig(dataset_name="bench", dataset_uri=data["uri"],
@@ -185,8 +205,46 @@ def bench_scoring(n: int = 10_000) -> dict:
     return {"records": n, "algorithms": 3, "seconds": round(total, 2), "per_algorithm_s": per}
 
 
-def bench_definition() -> dict:
-    """Definition build time, our way and through a SageMaker config file, under moto."""
+class _SdkUploads:
+    """Times the SageMaker SDK's uploads while a definition is built (it uploads each step's function,
+    arguments and their metadata: four objects per step). With ``one_client``, uploads go through
+    one S3 client's put_object instead of a new S3 resource and transfer manager each: what the build
+    would take if the SDK, or we around it, uploaded that way."""
+
+    def __init__(self) -> None:
+        import sagemaker.s3
+
+        self.count, self.seconds, self.one_client = 0, 0.0, False
+        self._sdk = sagemaker.s3.S3Uploader.upload_bytes
+        sagemaker.s3.S3Uploader.upload_bytes = staticmethod(self._upload)
+
+    def _upload(self, b, s3_uri, kms_key=None, sagemaker_session=None):
+        import io
+
+        from sagemaker.s3_utils import parse_s3_url
+
+        started = time.perf_counter()
+        try:
+            if not self.one_client:
+                return self._sdk(b, s3_uri, kms_key=kms_key, sagemaker_session=sagemaker_session)
+            bucket, key = parse_s3_url(s3_uri)
+            extra = {"SSEKMSKeyId": kms_key, "ServerSideEncryption": "aws:kms"} if kms_key else {}
+            sagemaker_session.s3_client.put_object(Bucket=bucket, Key=key,
+                                                   Body=b.getvalue() if isinstance(b, io.BytesIO) else b, **extra)
+            return s3_uri
+        finally:
+            self.count += 1
+            self.seconds += time.perf_counter() - started
+
+    def reset(self, one_client: bool = False) -> None:
+        self.count, self.seconds, self.one_client = 0, 0.0, one_client
+
+
+def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[int, ...] = (10,),
+                     one_client: tuple[int, ...] = (200,)) -> dict:
+    """Definition build time, our way and (for ``with_file``) through a SageMaker config file, under
+    moto; with the time the SDK's uploads take (and, for ``one_client``, the build again with those
+    uploads through one client)."""
     import logging
 
     import yaml
@@ -197,7 +255,7 @@ def bench_definition() -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-definition-"))
     data = work / "eval.jsonl"
     data.write_text((ROOT / "data" / "trivia_eval.jsonl").read_text())
-    results = {}
+    results: dict = {}
     with mock_aws():
         import boto3
 
@@ -207,7 +265,8 @@ def bench_definition() -> dict:
         from pipelines import sagemaker_executor as se
 
         se.quiet_sdk()
-        for n in (10, 50):
+        uploads = _SdkUploads()
+        for n in sizes:
             config = {"pipeline": {"name": f"bench-{n}"},
                       "dataset": {"dataset_name": "trivia", "input_data_location": str(data),
                                   "model_input_key": "question", "target_output_key": "answer"},
@@ -218,10 +277,28 @@ def bench_definition() -> dict:
                 "role_arn": role, "image_uri": image, "bucket": "bench-bucket", "prefix": "bench",
                 "region": "us-east-1"}}))
             cfg = load_config(work / "config.yaml")
+            uploads.reset()
             started = time.perf_counter()
             assembly = se.build(cfg)
             definition = json.loads(assembly.pipeline.definition())
             ours = time.perf_counter() - started
+            results[n] = {"steps": len(definition["Steps"]), "ours_s": round(ours, 2), "uploads": uploads.count,
+                          "uploads_s": round(uploads.seconds, 2)}
+            print(f"  {n} models ({len(definition['Steps'])} steps): ours {ours:.1f}s, of which {uploads.seconds:.1f}s "
+                  f"in the SDK's {uploads.count} S3 uploads (moto, in process)", flush=True)
+            if n in one_client:
+                uploads.reset(one_client=True)
+                (work / "config.yaml").write_text(yaml.safe_dump({**config, "pipeline": {"name": f"bench-{n}-b"}}))
+                started = time.perf_counter()
+                again = json.loads(se.build(load_config(work / "config.yaml")).pipeline.definition())
+                results[n].update(one_client_s=round(time.perf_counter() - started, 2),
+                                  one_client_uploads_s=round(uploads.seconds, 2))
+                uploads.reset()
+                assert len(again["Steps"]) == len(definition["Steps"])
+                print(f"  {n} models with the SDK's uploads through one client: {results[n]['one_client_s']:.1f}s, "
+                      f"of which {results[n]['one_client_uploads_s']:.1f}s uploading", flush=True)
+            if n not in with_file:
+                continue
 
             # The same steps with role, image, environment and tags from a SageMaker config file.
             sm_config = work / "sagemaker_config.yaml"
@@ -258,47 +335,372 @@ def bench_definition() -> dict:
                 logging.getLogger("sagemaker").setLevel(logging.WARNING)
                 via_file = json.loads(Pipeline(name=f"bench-file-{n}", steps=list(delayed.values()),
                                                sagemaker_session=session).definition())
-                with_file = time.perf_counter() - started
+                file_s = time.perf_counter() - started
             finally:
                 del os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"]
             assert len(via_file["Steps"]) == len(definition["Steps"])
-            results[n] = {"steps": len(definition["Steps"]), "ours_s": round(ours, 2),
-                          "config_file_s": round(with_file, 2), "ratio": round(with_file / ours, 1)}
-            print(f"  {n} models ({len(definition['Steps'])} steps): ours {ours:.1f}s, with a SageMaker config file "
-                  f"{with_file:.1f}s ({with_file / ours:.1f}x slower)", flush=True)
-    return results
+            results[n].update(config_file_s=round(file_s, 2), ratio=round(file_s / ours, 1))
+            print(f"  {n} models through a SageMaker config file: {file_s:.1f}s ({file_s / ours:.1f}x slower)",
+                  flush=True)
+    return {str(n): r for n, r in results.items()}
+
+
+# ------------------------------------------------------------------ orchestration against an instant server
+
+INSTANT_SERVER = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPLY = json.dumps({"choices": [{"message": {"content": "Paris"}}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 1}}).encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(REPLY)))
+        self.end_headers()
+        self.wfile.write(REPLY)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer.request_queue_size = 256
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+# What any evaluation must do at least: ask every question with the same concurrency (the same urllib
+# call our OpenAI invoker makes) and keep each answer in a JSON Lines file.
+PLAIN_CLIENT = r"""
+import json, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+url, data, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+questions = [json.loads(line)["question"] for line in open(data)]
+
+
+def ask(question):
+    body = json.dumps({"model": "instant", "messages": [{"role": "user", "content": question}]}).encode()
+    request = urllib.request.Request(url + "/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["choices"][0]["message"]["content"]
+
+
+with open(out, "w") as fh, ThreadPoolExecutor(workers) as pool:
+    for question, answer in zip(questions, pool.map(ask, questions)):
+        fh.write(json.dumps({"question": question, "output": answer}) + "\n")
+"""
+
+ORCHESTRATION_CONFIG = """pipeline: {{name: bench-orchestration}}
+dataset: {{dataset_name: trivia-{n}, input_data_location: {data}, dataset_mime_type: jsonlines,
+          model_input_key: question, target_output_key: answer}}
+models:
+  - name: instant
+    provider: openai
+    model_id: instant
+    endpoint_url: {url}
+    evaluation_config: {{prompt_template: "$model_input", max_concurrency: {concurrency}}}
+algorithms:
+  - {{algorithm: FactualKnowledge, target_output_delimiter: "<OR>"}}
+  - {{algorithm: QAAccuracy, target_output_delimiter: "<OR>"}}
+  - {{algorithm: ClassificationAccuracy, config: {{valid_labels: [Paris, London]}}}}
+selection: {{metric: factual_knowledge, direction: max}}
+model_registry: {{model_package_group_name: bench-orchestration}}
+"""
+CONCURRENCY = 8
+# What a run imports to score the three algorithms with fmeval's own code (most of its start-up).
+FMEVAL_IMPORT = """
+from lib.engine import fmeval_offline
+fmeval_offline.prepare()
+import fmeval.eval_algorithms.factual_knowledge, fmeval.eval_algorithms.qa_accuracy
+import fmeval.eval_algorithms.classification_accuracy
+"""
+
+
+@contextlib.contextmanager
+def instant_server():
+    """An OpenAI-compatible server that answers at once (stdlib, its own process); yields its /v1 URL."""
+    proc = subprocess.Popen([sys.executable, "-c", INSTANT_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        yield f"http://127.0.0.1:{int(proc.stdout.readline())}/v1"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _dataset(n: int, folder: Path) -> Path:
+    """n distinct trivia questions (a repeated one would be served from the cache)."""
+    path = folder / f"trivia-{n}.jsonl"
+    if not path.exists():
+        trivia = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()]
+        with open(path, "w") as fh:
+            for i in range(n):
+                q = trivia[i % len(trivia)]
+                fh.write(json.dumps({"question": f"{q['question']} (#{i})", "answer": q["answer"]}) + "\n")
+    return path
+
+
+# Starts the command and reports its wall time, peak RSS and CPU. A process started straight from the
+# benchmark would count the benchmark's own peak too (Linux keeps the peak RSS of the image a child was
+# forked from across exec); started from this small launcher, it counts only its own.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:], stdout=sys.stdout, stderr=subprocess.STDOUT)
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump({"seconds": time.perf_counter() - started, "peak_rss_kb": usage.ru_maxrss,
+               "cpu_s": usage.ru_utime + usage.ru_stime, "exit": os.waitstatus_to_exitcode(status)}, fh)
+"""
+
+
+def _timed(cmd: list[str], cwd: Path, log: Path) -> dict:
+    """Run ``cmd``; its wall time, peak RSS, CPU time and exit code."""
+    report = log.with_suffix(".measure.json")
+    with open(log, "wb") as out:
+        subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *cmd], cwd=cwd, stdout=out,
+                       stderr=subprocess.STDOUT, check=True)
+    m = json.loads(report.read_text())
+    return {"seconds": round(m["seconds"], 2), "peak_rss_mb": round(m["peak_rss_kb"] / 1024),
+            "cpu_s": round(m["cpu_s"], 1), "exit": m["exit"]}
+
+
+def run_cli(code: Path, url: str, data: Path, n: int, work: Path) -> dict:
+    """`run` of the orchestration config with the project in ``code``, in a new process, empty cache."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.yaml").write_text(ORCHESTRATION_CONFIG.format(n=n, data=data, url=url, concurrency=CONCURRENCY))
+    (work / "pipeline_config.yaml").write_text(
+        f"local: {{output_dir: {work / 'runs'}, max_workers: 2, model_cache_dir: {work / 'cache'}}}\n")
+    result = _timed([sys.executable, str(code / "pipelines" / "build_pipeline.py"), "run", "--config",
+                     str(work / "config.yaml"), "--output-dir", str(work / "out")], code, work / "run.log")
+    summary = json.loads((work / "out" / "summary.json").read_text()) if (work / "out" / "summary.json").exists() \
+        else {}
+    model = summary.get("models", {}).get("instant", {})
+    if result["exit"] != 0 or model.get("invocations") != n or len(model.get("scores", {})) != 3:
+        tail = (work / "run.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the {n}-record run did not do what it should (exit {result['exit']}):\n{tail}")
+    return result
+
+
+def run_plain(url: str, data: Path, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    return _timed([sys.executable, "-c", PLAIN_CLIENT, url, str(data), str(work / "answers.jsonl"),
+                   str(CONCURRENCY)], work, work / "plain.log")
+
+
+def _baseline_tree(ref: str, into: Path) -> Path:
+    """The project as of git revision ``ref``, unpacked (no worktree: nothing in .git changes)."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def bench_orchestration(n: int = 10_000, baseline: str | None = None) -> dict:
+    """`run` end to end against an instant server vs a plain client; a 10-record run for the start-up."""
+    work = Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
+    out: dict = {"records": n, "algorithms": 3, "concurrency": CONCURRENCY}
+    try:
+        with instant_server() as url:
+            data, tiny = _dataset(n, work), _dataset(10, work)
+            out["plain"] = run_plain(url, data, work / "plain")
+            out["ours"] = run_cli(ROOT, url, data, n, work / "ours")
+            out["startup"] = run_cli(ROOT, url, tiny, 10, work / "startup")
+            out["fmeval_import"] = _timed([sys.executable, "-c", FMEVAL_IMPORT], ROOT, work / "import.log")
+            if baseline:
+                code = _baseline_tree(baseline, work / "baseline-code")
+                out["baseline"] = {"ref": baseline, **run_cli(code, url, data, n, work / "baseline")}
+                out["baseline_startup"] = run_cli(code, url, tiny, 10, work / "baseline-startup")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    plain, ours, startup = out["plain"]["seconds"], out["ours"]["seconds"], out["startup"]["seconds"]
+    out["ratio"] = round(ours / plain, 2)
+    out["ratio_after_startup"] = round((ours - startup) / plain, 2)
+    out["target_s"] = round(1.3 * plain + 2, 1)
+    print(f"  {n} records x 3 algorithms, {CONCURRENCY} in flight: plain client {plain:.1f}s; `run` {ours:.1f}s "
+          f"({out['ratio']}x; {out['ratio_after_startup']}x after its {startup:.1f}s start-up), peak "
+          f"{out['ours']['peak_rss_mb']} MB; goal: within {out['target_s']}s", flush=True)
+    imp = out["fmeval_import"]
+    print(f"  importing fmeval's three algorithms alone: {imp['seconds']:.1f}s, {imp['cpu_s']} CPU s, "
+          f"{imp['peak_rss_mb']} MB", flush=True)
+    if baseline:
+        b, bs = out["baseline"], out["baseline_startup"]
+        print(f"  before ({baseline}): `run` {b['seconds']:.1f}s ({b['seconds'] / plain:.2f}x), start-up "
+              f"{bs['seconds']:.1f}s, peak {b['peak_rss_mb']} MB", flush=True)
+    return out
+
+
+def bench_memory(sizes: tuple[int, ...] = (10_000, 100_000), known: dict | None = None) -> dict:
+    """Peak RSS of `run` (the whole process) as the dataset grows; ``known``: sizes already measured."""
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    out: dict = {}
+    try:
+        with instant_server() as url:
+            for n in sizes:
+                r = (known or {}).get(str(n)) or run_cli(ROOT, url, _dataset(n, work), n, work / str(n))
+                out[str(n)] = r
+                print(f"  {n:>7} records: peak {r['peak_rss_mb']} MB, {r['seconds']:.1f}s", flush=True)
+                shutil.rmtree(work / str(n), ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    small, large = (out[str(n)] for n in (sizes[0], sizes[-1]))
+    out["mb_per_10k_records"] = round((large["peak_rss_mb"] - small["peak_rss_mb"])
+                                      / ((sizes[-1] - sizes[0]) / 10_000), 1)
+    print(f"  growth: {out['mb_per_10k_records']} MB per 10,000 records", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------ README's table
+
+README_HEADING = "## Benchmarks"
+TABLE_START = "<!-- bench table: generated by `python -m bench.run --write-readme` from bench/results.json -->"
+TABLE_END = "<!-- end of bench table -->"
+
+
+def _s(x: float) -> str:
+    return f"{x:.0f} s" if x >= 100 else f"{x:.1f} s" if x >= 1 else f"{x:.2f} s"
+
+
+def readme_table(results: dict) -> str:
+    """README's "Benchmarks" table, made from bench/results.json: each figure is one of its values."""
+    rows = ["| what | ours | the other way |", "|---|---|---|"]
+    e = results.get("engine")
+    if e:
+        same = all(abs(m["factual_knowledge_ours"] - m["factual_knowledge_naive"]) < 1e-6  # ours: 6 decimals
+                   for m in e["models"].values())
+        names = ", ".join(f"`{m}`" for m in e["models"])
+        rows.append(f"| default config end to end: {names} × {e['records']} records × "
+                    f"{len(e['algorithms'])} algorithms | {_s(e['ours_s'])}, {e['ours_calls']} model calls | fmeval "
+                    f"`evaluate()` per algorithm: {_s(e['naive_s'])}, {e['naive_calls']} calls ({e['ratio']}× "
+                    f"slower), {'same' if same else 'different'} scores |")
+    o = results.get("orchestration")
+    if o:
+        rows.append(f"| `run` against an instant OpenAI-compatible server, {o['records']:,} records × "
+                    f"{o['algorithms']} algorithms, {o['concurrency']} in flight | {_s(o['ours']['seconds'])} "
+                    f"({o['ratio']}×); a 10-record run: {_s(o['startup']['seconds'])}, importing fmeval's "
+                    f"algorithms alone: {_s(o['fmeval_import']['seconds'])} | a plain client asking the "
+                    f"same questions: {_s(o['plain']['seconds'])} |")
+    m = results.get("memory")
+    if m:
+        sizes = sorted((k for k in m if k.isdigit()), key=int)
+        rows.append("| peak memory of that `run` | " + ", ".join(
+            f"{int(k):,} records: {m[k]['peak_rss_mb']:,} MB" for k in sizes)
+            + f" (+{m['mb_per_10k_records']} MB per 10,000) | — |")
+    sc = results.get("scoring")
+    if sc:
+        rows.append(f"| scoring {sc['records']:,} cached records × {sc['algorithms']} algorithms | "
+                    f"{_s(sc['seconds'])} | — |")
+    sv = results.get("server")
+    if sv:
+        rows.append(f"| local server, 32 questions | 16 in flight, batched: {sv['batched_16']['questions_per_s']}/s "
+                    f"| one at a time: {sv['one_at_a_time']['questions_per_s']}/s ({sv['speedup']}× slower) |")
+    d = results.get("definition")
+    if d:
+        for n in sorted((k for k in d if k.isdigit()), key=int):
+            r = d[n]
+            other = (f"through a SageMaker config file: {_s(r['config_file_s'])} ({r['ratio']}×)"
+                     if "config_file_s" in r else
+                     f"the SDK's uploads through one S3 client: {_s(r['one_client_s'])}" if "one_client_s" in r
+                     else "—")
+            rows.append(f"| SageMaker definition, {n} models ({r['steps']} steps) | {_s(r['ours_s'])}, of which "
+                        f"{_s(r['uploads_s'])} in the SDK's {r['uploads']:,} S3 uploads | {other} |")
+    dates = sorted({v["date"] for v in results.values() if isinstance(v, dict) and "date" in v})
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "an unknown date"
+    machine = results.get("machine", {})
+    took = ""
+    if "bench_s" in results:  # less the runs of an older revision (`--baseline`), which `make bench` does not do
+        before = sum(o.get(k, {}).get("seconds", 0) for k in ("baseline", "baseline_startup")) if o else 0
+        took = f"; the whole benchmark took {(results['bench_s'] - before) / 60:.0f} min"
+    lead = (f"Measured by `make bench` on {when}, on a {machine.get('cores', '?')}-core machine "
+            f"(load average {machine.get('load_average', '?')} at the start){took}:")
+    return "\n".join([TABLE_START, lead, "", *rows, TABLE_END])
+
+
+def readme_section_table(readme: str) -> str | None:
+    """The generated table as it stands in README's "Benchmarks" section (None if it is not there)."""
+    if README_HEADING not in readme:
+        return None
+    section = readme.split(README_HEADING, 1)[1].split("\n## ", 1)[0]
+    if TABLE_START not in section or TABLE_END not in section:
+        return None
+    return TABLE_START + section.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0] + TABLE_END
+
+
+def write_readme(results: dict, path: Path = ROOT / "README.md") -> None:
+    text = path.read_text()
+    current = readme_section_table(text)
+    if current is None:
+        raise SystemExit(f"{path}: no generated table in the Benchmarks section (markers {TABLE_START!r} ... "
+                         f"{TABLE_END!r})")
+    path.write_text(text.replace(current, readme_table(results), 1))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="server,scoring,definition,engine")
+    parser.add_argument("--only", default="definition,orchestration,memory,server,scoring,engine")
+    parser.add_argument("--quick", action="store_true",
+                        help="a 2-minute subset at smaller sizes, into bench/results-quick.json")
     parser.add_argument("--records", type=int, default=None, help="records for the engine benchmark (default: all)")
+    parser.add_argument("--engine-models", type=int, default=1,
+                        help="models of evaluation_config.yaml (those without fine-tuning) the engine benchmark "
+                        "asks both ways (default: 1; the naive way takes about 3 minutes per model)")
+    parser.add_argument("--baseline", default=None, metavar="GIT-REF",
+                        help="also run the orchestration case with the code of this git revision")
+    parser.add_argument("--write-readme", action="store_true",
+                        help="only put the table made from bench/results.json into README.md")
     args = parser.parse_args()
+    out = ROOT / "bench" / ("results-quick.json" if args.quick else "results.json")
+    if args.write_readme:
+        write_readme(json.loads(out.read_text()))
+        print(f"README.md's Benchmarks table now shows {out}")
+        return 0
     progress.set_quiet(True)
-    results = {}
     parts = args.only.split(",")
-    if "definition" in parts:
-        print("SageMaker definition build time:", flush=True)
-        results["definition"] = bench_definition()
-    if "server" in parts:
-        print("Local server, request batching:", flush=True)
-        results["server"] = bench_server()
-    if "scoring" in parts:
-        print("Scoring cached outputs:", flush=True)
-        results["scoring"] = bench_scoring()
-    if "engine" in parts:
-        print("Evaluation end to end, default config (our engine vs fmeval evaluate() per algorithm):", flush=True)
-        results["engine"] = bench_engine(args.records)
-    import resource
+    if args.quick:
+        parts = [p for p in parts if p in ("definition", "orchestration", "scoring")]
+    date = datetime.date.today().isoformat()
+    results: dict = {"machine": {"cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1),
+                                 "python": sys.version.split()[0]}}
+    started = time.perf_counter()
 
-    peak_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    results["peak_memory_mb"] = round(peak_mb)
-    print(f"peak memory of one process: {peak_mb:.0f} MB")
-    out = ROOT / "bench" / "results.json"
-    previous = json.loads(out.read_text()) if out.exists() else {}
-    out.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
-    print(f"wrote {out}")
+    def measure(name: str, title: str, fn, *a) -> None:
+        print(title, flush=True)
+        t = time.perf_counter()
+        results[name] = {**fn(*a), "date": date, "bench_s": round(time.perf_counter() - t, 1)}
+
+    if "definition" in parts:
+        sizes, with_file, one_client = ((10, 50), (), ()) if args.quick else ((10, 50, 200), (10,), (200,))
+        measure("definition", "SageMaker definition build time:", bench_definition, sizes, with_file, one_client)
+    if "orchestration" in parts:
+        measure("orchestration", "Orchestration: `run` against an instant server, and a plain client:",
+                bench_orchestration, 2_000 if args.quick else 10_000, args.baseline)
+    if "memory" in parts:
+        known = {"10000": results["orchestration"]["ours"]} \
+            if results.get("orchestration", {}).get("records") == 10_000 else {}
+        measure("memory", "Peak memory of `run` as the dataset grows:", bench_memory, (10_000, 100_000), known)
+    if "server" in parts:
+        measure("server", "Local server, request batching:", bench_server)
+    if "scoring" in parts:
+        measure("scoring", "Scoring cached outputs:", bench_scoring)
+    if "engine" in parts:
+        measure("engine", "Evaluation end to end, default config (our engine vs fmeval evaluate() per algorithm):",
+                bench_engine, args.records, args.engine_models)
+    took = round(time.perf_counter() - started, 1)
+    if args.only == parser.get_default("only"):  # the whole benchmark (a part alone keeps the last whole figure)
+        results["bench_s"] = took
+    print(f"the benchmark took {took:.0f}s")
+    previous = json.loads(out.read_text()) if out.exists() and not args.quick else {}
+    merged = {**previous, **results}
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    print(f"wrote {out}\n")
+    print(readme_table(merged))
     return 0
 
 

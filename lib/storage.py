@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -84,10 +86,11 @@ def join(root: str, *parts: str) -> str:
 
 
 def _s3(uri: str):
-    import boto3
+    """(client, bucket, key): one S3 client per process (`lib.aws.client`), not one per call."""
+    from lib import aws
 
     bucket, _, key = uri[len("s3://"):].partition("/")
-    return boto3.client("s3"), bucket, key
+    return aws.client("s3"), bucket, key
 
 
 def exists(uri: str) -> bool:
@@ -238,21 +241,35 @@ class JsonlAppender:
     """Append records to a JSON Lines file as they arrive (flushed per line).
 
     Locally the file itself grows, so a killed run keeps every finished line; a line the disk
-    refuses is cut off again (the file ends on a whole line) and `StorageError` is raised. In S3
-    (no append) the lines are buffered and the object rewritten every ``flush_every`` records and
-    at close.
+    refused is cut off again (the file ends on a whole line) and `StorageError` is raised. In S3
+    (no append) the new lines go up as part objects beside the file, ``<uri>.parts/<n>.jsonl``, each
+    holding only lines not uploaded before (at least ``flush_every`` of them, at most one part per
+    ``part_seconds``), so what is uploaded grows with the lines, never with their square. `close`
+    writes the whole file once and deletes the parts; parts a killed run left are folded into the
+    file by the next appender opened on it.
     """
 
-    def __init__(self, uri: str, flush_every: int = 50) -> None:
+    def __init__(self, uri: str, flush_every: int = 50, part_seconds: float = 2.0) -> None:
         self.uri = uri
         self._remote = uri.startswith("s3://")
+        self._lock = threading.Lock()
         self._rows: list[str] = []
         self._flush_every = flush_every
         if self._remote:
+            self._part_seconds = part_seconds
+            self._pending = 0  # lines at the end of _rows not in any part yet
+            self._parts: list[str] = []
+            self._last_part = 0.0
+            self._session = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
             self._rows = [json.dumps(r) for r in read_jsonl(uri)] if exists(uri) else []
+            left = self._list_parts()
+            if left:  # a killed run's lines: into the file now, so every reader sees them
+                for part in left:
+                    self._rows += [json.dumps(r) for r in read_jsonl(part)]
+                write_text(uri, "".join(r + "\n" for r in self._rows), "application/jsonlines")
+                self._remove_parts(left)
         else:
             path = Path(uri)
-            self._lock = threading.Lock()
             self._fd: int | None = None
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,12 +279,42 @@ class JsonlAppender:
             except OSError as exc:
                 raise StorageError(uri, _reason(exc, uri)) from exc
 
+    # ---------------------------------------------------------------- S3 parts
+    def _parts_prefix(self) -> str:
+        return self.uri + ".parts/"
+
+    def _list_parts(self) -> list[str]:
+        client, bucket, prefix = _s3(self._parts_prefix())
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+
+    def _remove_parts(self, parts: list[str]) -> None:
+        client, bucket, _ = _s3(self.uri)
+        for i in range(0, len(parts), 1000):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": [
+                {"Key": p[len(f"s3://{bucket}/"):]} for p in parts[i:i + 1000]], "Quiet": True})
+
+    def _upload_part(self) -> None:
+        """Called with the lock held: the lines not in a part yet become one."""
+        if not self._pending:
+            return
+        part = f"{self._parts_prefix()}{self._session}-{len(self._parts) + 1:06d}.jsonl"
+        write_text(part, "".join(r + "\n" for r in self._rows[-self._pending:]), "application/jsonlines")
+        self._parts.append(part)
+        self._pending = 0
+        self._last_part = time.monotonic()
+
     def append(self, row: dict) -> None:
         line = json.dumps(row, default=str)
         if self._remote:
-            self._rows.append(line)
-            if len(self._rows) % self._flush_every == 0:
-                self.flush()
+            with self._lock:
+                self._rows.append(line)
+                self._pending += 1
+                if (self._pending >= self._flush_every
+                        and time.monotonic() - self._last_part >= self._part_seconds):
+                    self._upload_part()
             return
         data = (line + "\n").encode("utf-8")
         with self._lock:
@@ -284,12 +331,19 @@ class JsonlAppender:
             self._size += len(data)
 
     def flush(self) -> None:
+        """S3: upload the lines not in a part yet (locally every line is already in the file)."""
         if self._remote:
-            write_text(self.uri, "".join(r + "\n" for r in self._rows), "application/jsonlines")
+            with self._lock:
+                self._upload_part()
 
     def close(self) -> None:
         if self._remote:
-            self.flush()
+            with self._lock:
+                write_text(self.uri, "".join(r + "\n" for r in self._rows), "application/jsonlines")
+                self._pending = 0
+                parts, self._parts = self._parts, []
+            if parts:
+                self._remove_parts(parts)
         elif self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)

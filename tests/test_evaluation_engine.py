@@ -118,6 +118,15 @@ def test_cache_serves_another_run_and_another_config(tmp_path):
     invoke_records(records(5), invoke=changed, invoker=third, identity="test-model",
                    outputs_uri=str(tmp_path / "c.jsonl"), cache=cache, policy=FAST)
     assert len(third.calls) == 5
+    cache.close()
+    # one file per model and request setup, never one per record
+    stored = sorted(p for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert [p.parent.name for p in stored] == ["answers", "answers"]
+    assert sorted(len(p.read_text().splitlines()) for p in stored) == [5, 5]
+    # another process's view of the cache (a new instance) is served the same answers
+    fourth = CountingModel()
+    rows, stats = run(records(5), fourth, tmp_path, cache=OutputCache(str(tmp_path / "cache")), name="d.jsonl")
+    assert fourth.calls == [] and stats.cached == 5 and rows[2]["output"] == "answer 2"
 
 
 def test_request_body_and_answer_follow_the_sample():

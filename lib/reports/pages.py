@@ -6,7 +6,11 @@ Model text is always escaped: fmeval's cells put raw text such as `<OR>` into th
 from __future__ import annotations
 
 import html
+import importlib
 import re
+import sys
+import threading
+import types
 from typing import Any
 
 import jinja2
@@ -30,6 +34,62 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;t
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_CELLS_LOCK = threading.Lock()
+
+
+class _Placeholder(types.ModuleType):
+    """Stands in for a module while fmeval's report cells import: a cell without charts never uses it,
+    and any name asked of it at import (a type annotation) is an empty class."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {})
+
+
+class _OnFirstUse(types.ModuleType):
+    """The real module, imported the first time one of its names is used."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _eval_output_cell() -> Any:
+    """fmeval's `EvalOutputCell`, imported without its plotting and notebook stack.
+
+    `fmeval.reporting.cells` imports matplotlib.pyplot and IPython at the top (1.2 s and 60 MB here),
+    used only to draw category charts and to show a cell in a notebook, neither of which a cell built
+    from dataset scores does. While it imports, modules not loaded yet stand in for them; afterwards
+    the names it holds import the real modules on first use, and nothing else in the process sees
+    the stand-ins."""
+    fmeval_offline.prepare()
+    with _CELLS_LOCK:
+        if "fmeval.reporting.eval_output_cells" not in sys.modules:
+            import fmeval.reporting.constants  # noqa: F401 (what cells.py imports besides: as it is)
+            import markdown  # noqa: F401
+
+            stand_ins: dict[str, types.ModuleType] = {}
+            for name in ("matplotlib", "matplotlib.pyplot", "IPython", "IPython.display"):
+                if name not in sys.modules:
+                    stand_ins[name] = sys.modules[name] = _Placeholder(name)
+            for name, module in stand_ins.items():  # `import matplotlib.pyplot as plt`, `from IPython import display`
+                parent, _, child = name.rpartition(".")
+                if parent in stand_ins:
+                    setattr(stand_ins[parent], child, module)
+            try:
+                import fmeval.reporting.cells as cells
+            finally:
+                for name, module in stand_ins.items():
+                    if sys.modules.get(name) is module:
+                        del sys.modules[name]
+            import fmeval.reporting.eval_output_cells  # noqa: F401
+            if "matplotlib.pyplot" in stand_ins:
+                cells.plt = _OnFirstUse("matplotlib.pyplot")
+            if "IPython.display" in stand_ins:
+                cells.display = _OnFirstUse("IPython.display")
+        return sys.modules["fmeval.reporting.eval_output_cells"].EvalOutputCell
 
 
 def _fmeval_cell(algorithm: dict[str, Any], dataset_name: str, scores: dict[str, float],
@@ -52,9 +112,8 @@ def _fmeval_cell(algorithm: dict[str, Any], dataset_name: str, scores: dict[str,
         return next(reversed(tokens))
 
     try:
-        fmeval_offline.prepare()
+        EvalOutputCell = _eval_output_cell()  # noqa: N806 (fmeval's class)
         from fmeval.eval_algorithms import EvalOutput, EvalScore
-        from fmeval.reporting.eval_output_cells import EvalOutputCell
 
         output = EvalOutput(eval_name=token(algorithm["eval_name"]), dataset_name=token(dataset_name),
                             dataset_scores=[EvalScore(name=html.escape(k), value=v) for k, v in scores.items()

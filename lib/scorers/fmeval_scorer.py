@@ -9,6 +9,8 @@ for `evaluate()` on 2,000 (Ray start-up and stages).
 from __future__ import annotations
 
 import importlib
+import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +29,25 @@ def _config(algorithm: dict[str, Any], module: Any) -> Any:
     return getattr(module, algorithm["config_class"])(**algorithm["options"])
 
 
+_BUILT: dict[str, tuple[Callable[[str, str, str], dict[str, float]], list[str]]] = {}
+_BUILT_LOCK = threading.Lock()
+
+
 def record_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], dict[str, float]], list[str]]:
-    """A function (model_input, target_output, model_output) -> {score: value}, and notes on substitutes."""
+    """A function (model_input, target_output, model_output) -> {score: value}, and notes on substitutes.
+
+    Built once per process for each algorithm, options and online/offline mode, and shared by every
+    model scored with it (fmeval's per-record code keeps no state between records)."""
+    key = json.dumps([algorithm["name"], algorithm.get("module"), algorithm.get("config_class"),
+                      algorithm.get("options") or {}, fmeval_offline.is_offline()], sort_keys=True, default=repr)
+    with _BUILT_LOCK:  # two models scored at once build it once
+        if key not in _BUILT:
+            _BUILT[key] = _build_scorer(algorithm)
+        scorer, notes = _BUILT[key]
+    return scorer, list(notes)
+
+
+def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], dict[str, float]], list[str]]:
     fmeval_offline.prepare()
     name = algorithm["name"]
     notes: list[str] = []
