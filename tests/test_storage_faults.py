@@ -387,8 +387,10 @@ def test_runs_registering_at_once_each_get_their_own_version(tmp_path):
 # ---------------------------------------------------------------- the lock on an output folder
 
 HOLDER = """
-    import sys, time
+    import signal, sys, time
     from lib.run.lock import run_lock
+    # a shell without job control starts background jobs with SIGINT ignored: take Ctrl-C as a user would
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with run_lock(sys.argv[1]):
         print("held", flush=True)
         if sys.argv[2] == "wait-for-stdin":

@@ -30,7 +30,7 @@ class Batcher:
     16 + 16, not as uneven splits of a short fixed window.
     """
 
-    def __init__(self, lm: LocalLM, max_batch: int = 16, wait_s: float = 0.25, quiet_s: float = 0.03) -> None:
+    def __init__(self, lm: LocalLM, max_batch: int = 16, wait_s: float = 0.25, quiet_s: float = 0.05) -> None:
         self.lm, self.max_batch, self.wait_s, self.quiet_s = lm, max_batch, wait_s, quiet_s
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
