@@ -28,11 +28,10 @@ def gate(gate_config: dict[str, Any] | None, selection: dict[str, Any], registry
         champion = None
         winner_per_record: dict[str, Any] = {}
         if gate_config and best:
-            group = registry.registration_for(summary, registry_config, None).model_package_group_name
+            would_be = registry.registration_for(summary, registry_config, None)
             if gate_config["champion"] == "registry":
-                champion = find_champion(group, layout)
-                fingerprint = registry.registration_for(summary, registry_config, None).fingerprint
-                if champion and champion.get("fingerprint") == fingerprint:
+                champion = find_champion(would_be.model_package_group_name, layout)
+                if champion and champion.get("fingerprint") == would_be.fingerprint:
                     # the same model, data and scores as the champion: nothing changed, nothing to judge
                     return Gate(status=SUCCEEDED, decision="approved", approval_status="Approved", model=best,
                                 reasons=[f"it is the champion already (version {champion.get('version')}): "

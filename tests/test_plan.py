@@ -164,8 +164,8 @@ from lib.plan import Plan
 from pipelines.local_executor import run_plan
 plan = Plan("p", [], preload=["preload_probe"])
 run_plan(plan, {{"run_root": {str(tmp_path)!r}, "execution_id": "e"}})
-import preload_probe
-print(preload_probe.IMPORTED_IN)
+print("preload_probe" in sys.modules)  # imported by the executor, not by this script
+print(sys.modules["preload_probe"].IMPORTED_IN)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "MainThread"
+    assert out.split() == ["True", "MainThread"]

@@ -34,10 +34,11 @@ def dataset_size(cfg: Any) -> int:
     return count
 
 
-def cost_of(cfg: Any, on_sagemaker: bool) -> dict[str, Any]:
+def cost_of(cfg: Any, on_sagemaker: bool, records: int | None = None) -> dict[str, Any]:
+    """The cost estimate; ``records`` when the caller has counted the dataset already."""
     from lib.decide.cost import estimate
 
-    return estimate(cfg.evaluation, cfg.settings, dataset_size(cfg), on_sagemaker)
+    return estimate(cfg.evaluation, cfg.settings, dataset_size(cfg) if records is None else records, on_sagemaker)
 
 
 def refuse_over_budget(cfg: Any, on_sagemaker: bool) -> None:

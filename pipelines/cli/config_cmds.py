@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from lib.plan import Plan
-from pipelines.cli.common import add_config_args, cost_of, load
+from pipelines.cli.common import add_config_args, cost_of, dataset_size, load
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -93,7 +93,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from lib.providers import provider_class
 
     on_sagemaker = all(provider_class(m["provider"]).runs_on_sagemaker for m in cfg.models)
-    costs = {"sagemaker": cost_of(cfg, True) if on_sagemaker else None, "local": cost_of(cfg, False)}
+    records = dataset_size(cfg)  # read once for both estimates
+    costs = {"sagemaker": cost_of(cfg, True, records) if on_sagemaker else None,
+             "local": cost_of(cfg, False, records)}
     if args.json:
         print(json.dumps({**plan.to_dict(), "cost": costs, "settings_sources": cfg.settings.get("sources", {}),
                           "aws_names": aws_names(cfg)}, indent=2))

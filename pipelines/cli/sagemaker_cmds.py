@@ -16,10 +16,10 @@ from lib.errors import UserError
 from pipelines.cli.common import add_config_args, load, refuse_over_budget
 
 
-def _assemble(args: argparse.Namespace):
+def _assemble(args: argparse.Namespace, cfg: Any = None):
     from pipelines.sagemaker_executor import build
 
-    cfg = load(args)  # validation first: nothing below runs for a bad config
+    cfg = cfg or load(args)  # validation first: nothing below runs for a bad config
     return cfg, build(cfg)
 
 
@@ -77,8 +77,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from pipelines.sagemaker_executor import parallelism
 
     params = parse_params(args.param)
-    refuse_over_budget(load(args), on_sagemaker=True)  # before any AWS call
-    cfg, assembly = _assemble(args)
+    cfg = load(args)
+    refuse_over_budget(cfg, on_sagemaker=True)  # before any AWS call
+    cfg, assembly = _assemble(args, cfg)
     known = {p.name for p in assembly.pipeline.parameters}
     unknown = sorted(set(params) - known)
     if unknown:
