@@ -38,6 +38,8 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     provider = get_provider(model["provider"])
     records = storage.read_jsonl(dataset["uri"])
     name, invoke = model["name"], model["invoke"]
+    # one account per model: its answers and its judge's ratings both spend its share of the budget
+    spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
     rows, stats = invoke_records(
         records,
         invoke=invoke,
@@ -48,7 +50,7 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         max_concurrency=invoke.get("max_concurrency") or provider.default_max_concurrency,
         policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
         progress=say,
-        spend=Spend(model.get("price"), budget_share_usd) if budget_share_usd and model.get("price") else None,
+        spend=spend,
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")
@@ -68,13 +70,18 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         return result  # nothing to score: every answer is an error
     for algorithm in algorithms:
         # a kind that calls a model of its own (a judge) gets this step's context
-        scorer = scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say})
+        scorer = scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say,
+                                        "spend": spend})
         limit = algorithm.get("num_records") or len(records)  # scored on the first N records when set
         if scorer.needs_model:
             scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke, limit)
         else:
             scored = scorer.score(rows[:limit])
         eval_name = algorithm["eval_name"]
+        if scored.get("cost_usd") is not None:  # a judge's calls
+            result.scoring_cost_usd = round((result.scoring_cost_usd or 0.0) + scored["cost_usd"], 6)
+            if result.cost_usd is not None:  # an unknown price for the model leaves the total unknown
+                result.cost_usd = round(result.cost_usd + scored["cost_usd"], 6)
         if scored["error"]:
             result.algorithm_errors[eval_name] = scored["error"]
             say(f"{algorithm['name']}: not scored: {scored['error']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from lib.decide.bootstrap import paired_difference
 from lib.decide.selection import choose
@@ -187,3 +188,53 @@ def test_a_result_without_counts_has_no_error_rate_rather_than_a_crash():
 
     assert value_of(ModelResult("m", records=10), "error_rate") is None
     assert value_of(ModelResult("m", records=10, errors=1), "error_rate") == 0.1
+
+
+def test_a_judges_calls_are_in_the_estimate_and_spend_the_candidates_share_of_the_budget(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A Bedrock judge (a fake Converse server: moto has no Converse) rates at Sonnet's prices: `plan`
+    counts one call per record and metric, the run charges its calls to the candidate's share and stops
+    asking it once the share is spent, and the model's cost says what judging cost."""
+    from fake_servers import chat_server, reply
+    from test_judge import judge_config
+
+    from pipelines.build_pipeline import main
+
+    judge_calls = []
+
+    def answer(n, headers, body):
+        if "messages" in body and isinstance(body["messages"][0].get("content"), str):  # OpenAI: the candidate
+            return 200, reply("Paris")
+        judge_calls.append(body)
+        return 200, {"output": {"message": {"role": "assistant", "content": [{"text": "Rating: 5. Right."}]}},
+                     "usage": {"inputTokens": 1000, "outputTokens": 1000}, "stopReason": "end_turn"}
+
+    with chat_server(answer) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url.removesuffix("/v1"))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        config = judge_config(tmp_path, url, url, n=6,
+                              judge={"provider": "bedrock", "model_id": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                     "evaluation_config": {"max_concurrency": 1, "max_retries": 0}})
+        data = yaml.safe_load(config.read_text())
+        data["budget"] = {"max_usd": 0.05}
+        del data["algorithms"][1]["custom_metrics"]  # one metric: correctness
+        config.write_text(yaml.safe_dump(data))
+
+        assert main(["plan", "--config", str(config), "--json"]) == 0
+        cost = json.loads(capsys.readouterr().out)["cost"]["local"]
+        # 6 records x 1 metric, 200 prompt + 256 output tokens assumed: 6 x $0.00444
+        assert cost["models"]["cand"]["parts"] == {"judge": pytest.approx(0.0266, abs=1e-4)}
+        assert cost["unknown"] == ["cand"]  # the candidate's own price is unknown, the judge's is not
+
+        assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 0
+        # each rating costs $0.003 + $0.015 = $0.018: the third crosses the $0.05 share, no fourth is asked
+        assert len(judge_calls) == 3
+        model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["cand"]
+        assert model["scoring_cost_usd"] == pytest.approx(0.054)
+        assert model["cost_usd"] is None  # the candidate's own price is unknown, so the total is too
+        notes = model["notes"]["llm_judge"]
+        assert any("the judge's calls cost $0.0540" in n for n in notes)
+        assert any("failed on 3 ratings" in n and "share of the budget" in n for n in notes)
+        assert model["scores"]["llm_judge"]["correctness"] == 1.0  # the three it rated

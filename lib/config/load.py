@@ -407,7 +407,8 @@ def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict, models: list[dict[s
         algorithm = {"name": spec.name, "kind": spec.kind, "module": own["module"], "config_class": None,
                      "eval_name": own["eval_name"], "options": own["options"], "needs_model": spec.needs_model,
                      "score_names": own["score_names"], "num_records": raw.get("num_records")}
-        for key in getattr(kind, "model_keys", ()):
+        algorithm["model_keys"] = list(getattr(kind, "model_keys", ()))  # the models it calls (a judge)
+        for key in algorithm["model_keys"]:
             algorithm[key] = _normalise_scorer_model(doc, where + [key], raw[key], own["eval_name"])
             algorithm[f"{key}_is_candidate"] = _same_model(algorithm[key], models or [])
         return algorithm
@@ -809,5 +810,8 @@ def load_config(
     prices = pricing.table(settings.get("prices"))
     for model in evaluation["models"]:  # each step gets its model's price as data, settings applied
         model["price"] = provider_class(model["provider"]).price(model, prices)
+    for algorithm in evaluation["algorithms"]:  # a judge is priced as a model is (its calls are budgeted)
+        for key in algorithm.get("model_keys", ()):
+            algorithm[key]["price"] = provider_class(algorithm[key]["provider"]).price(algorithm[key], prices)
     return RunConfig(evaluation, settings, str(config), str(pipeline_config) if pipeline_config else None,
                      tuple(notes))

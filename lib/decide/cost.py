@@ -6,7 +6,8 @@ Assumptions (each a setting under ``cost:`` in pipeline_config.yaml): a model an
 ``endpoint_startup_minutes`` (10) to come up, billed; a fine-tune epoch takes ``training_hours_per_epoch``
 (1 h); every SageMaker step job runs ``step_minutes`` (5) plus its warm pool's idle keep-alive; a Bedrock
 answer uses ``prompt_tokens`` (200) and ``output_tokens`` (the model's max_new_tokens, else 256).
-A local run's models cost 0; its own steps run on this machine.
+A local run's models cost 0; its own steps run on this machine. A judge (an LLMJudge's) is priced as a
+model is, for one call per record and metric, and counted in each candidate's estimate and budget share.
 """
 
 from __future__ import annotations
@@ -32,21 +33,20 @@ def estimate(evaluation: dict[str, Any], settings: dict[str, Any], records: int,
     models: dict[str, Any] = {}
     unknown: list[str] = []
     for m in evaluation["models"]:
-        price = m.get("price")
         parts: dict[str, float] = {}
-        if price is None:
+        asking = _asking(m, n, a)
+        if asking is None:
             unknown.append(m["name"])
         else:
-            concurrency = m["invoke"].get("max_concurrency") or 4
-            if "usd_per_hour" in price:
-                hours = n * a["seconds_per_record"] / concurrency / 3600
-                if m.get("creates_endpoint") and price["usd_per_hour"]:
-                    hours += a["endpoint_startup_minutes"] / 60
-                parts["endpoint"] = price["usd_per_hour"] * hours
-            if "usd_per_1k_input_tokens" in price:
-                out = (m["invoke"].get("inference_parameters") or {}).get("max_new_tokens") or a["output_tokens"]
-                parts["tokens"] = n * (a["prompt_tokens"] * price["usd_per_1k_input_tokens"]
-                                       + out * price.get("usd_per_1k_output_tokens", 0.0)) / 1000
+            parts.update(asking)
+        for algorithm in evaluation["algorithms"]:
+            for key in algorithm.get("model_keys", ()):  # a judge rates each record on each of its metrics
+                calls = (algorithm.get("num_records") or n) * len(algorithm["score_names"])
+                judged = _asking(algorithm[key], calls, a)  # a deployed judge comes up once per candidate
+                if judged is None:
+                    unknown.append(f"{m['name']} ({algorithm['eval_name']}'s {key})")
+                else:
+                    parts[key] = parts.get(key, 0.0) + sum(judged.values())
         if m.get("finetune") and on_sagemaker:
             params = m["finetune"]["parameters"]
             hourly = prices["instance_usd_per_hour"].get(params.get("instance_type"))
@@ -62,6 +62,26 @@ def estimate(evaluation: dict[str, Any], settings: dict[str, Any], records: int,
     total = round(sum(v["usd"] for v in models.values()) + steps, 2)
     return {"total_usd": total, "models": models, "steps_usd": round(steps, 4), "unknown": unknown,
             "records": n, "assumptions": a, "prices_as_of": prices["as_of"]}
+
+
+def _asking(m: dict[str, Any], calls: int, a: dict[str, Any]) -> dict[str, float] | None:
+    """What ``calls`` answers from model ``m`` cost: its endpoint's hours (and start-up, when the run creates
+    it) or its tokens. None when its price is unknown."""
+    price = m.get("price")
+    if price is None:
+        return None
+    parts: dict[str, float] = {}
+    concurrency = m["invoke"].get("max_concurrency") or 4
+    if "usd_per_hour" in price:
+        hours = calls * a["seconds_per_record"] / concurrency / 3600
+        if m.get("creates_endpoint") and price["usd_per_hour"]:
+            hours += a["endpoint_startup_minutes"] / 60
+        parts["endpoint"] = price["usd_per_hour"] * hours
+    if "usd_per_1k_input_tokens" in price:
+        out = (m["invoke"].get("inference_parameters") or {}).get("max_new_tokens") or a["output_tokens"]
+        parts["tokens"] = calls * (a["prompt_tokens"] * price["usd_per_1k_input_tokens"]
+                                   + out * price.get("usd_per_1k_output_tokens", 0.0)) / 1000
+    return parts
 
 
 def _step_jobs(evaluation: dict[str, Any], settings: dict[str, Any], prices: dict[str, Any],

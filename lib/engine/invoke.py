@@ -33,20 +33,34 @@ class RetryPolicy:
 
 
 class Spend:
-    """What asking one model has cost so far, against its limit: a token price per answer, or an hourly
-    price over the time the answer took (shared by the requests in flight)."""
+    """What evaluating one model has cost so far, against its limit: a token price per answer, or an hourly
+    price over the time the answer took (shared by the requests in flight). ``priced`` gives another
+    price (a judge's) charging the same account, so a judge's calls count against the model's share."""
 
-    def __init__(self, price: dict[str, float] | None, limit_usd: float) -> None:
-        self.price, self.limit_usd, self.spent_usd = price or {}, limit_usd, 0.0
-        self._lock = threading.Lock()
+    def __init__(self, price: dict[str, float] | None, limit_usd: float,
+                 _account: dict[str, Any] | None = None) -> None:
+        self.price = price or {}
+        self._account = _account if _account is not None else {"limit": limit_usd, "spent": 0.0,
+                                                                 "lock": threading.Lock()}
+
+    @property
+    def limit_usd(self) -> float:
+        return self._account["limit"]
+
+    @property
+    def spent_usd(self) -> float:
+        return self._account["spent"]
+
+    def priced(self, price: dict[str, float] | None) -> Spend:
+        return Spend(price, self.limit_usd, self._account)
 
     def charge(self, latency_s: float, prompt_tokens: int | None, generated_tokens: int | None,
                concurrency: int) -> None:
         usd = self.price.get("usd_per_hour", 0.0) * latency_s / 3600 / max(1, concurrency)
         usd += self.price.get("usd_per_1k_input_tokens", 0.0) * (prompt_tokens or 0) / 1000
         usd += self.price.get("usd_per_1k_output_tokens", 0.0) * (generated_tokens or 0) / 1000
-        with self._lock:
-            self.spent_usd += usd
+        with self._account["lock"]:
+            self._account["spent"] += usd
 
     def exhausted(self) -> bool:
         return self.spent_usd >= self.limit_usd

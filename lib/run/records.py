@@ -43,7 +43,10 @@ class ModelResult:
     latency_mean_s: float | None = None
     wall_s: float | None = None  # time spent asking the model, start to end
     tokens_per_s: float | None = None  # generated tokens per second of wall time, when the server counts them
-    cost_usd: float | None = None  # what asking the model cost (0 for a local model), when its price is known
+    # what evaluating the model cost (0 for a local model), when its price is known: asking it, plus what
+    # scoring its answers cost (a judge's calls), also kept apart
+    cost_usd: float | None = None
+    scoring_cost_usd: float | None = None
     prompt_tokens: int | None = None
     generated_tokens: int | None = None
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)  # eval name -> score -> mean

@@ -299,7 +299,7 @@ class JudgeScorer:
 
     def _score(self, rows: list[dict[str, Any]], provider: Any, judge: dict[str, Any], deployment: dict[str, Any],
                notes: list[str], candidate: str, say: Any) -> dict[str, Any]:
-        from lib import storage
+        from lib import pricing, storage
         from lib.engine.cache import OutputCache
         from lib.engine.invoke import RetryPolicy, invoke_records
 
@@ -317,6 +317,9 @@ class JudgeScorer:
             scratch = tempfile.TemporaryDirectory(prefix="llm-judge-")
             calls_uri = storage.join(scratch.name, "judge.jsonl")
         invoke = judge["invoke"]
+        spend = self.context.get("spend")  # the candidate's share of the budget: the judge spends it too
+        spend = spend.priced(judge.get("price")) if spend is not None else None
+        cost: float | None = 0.0 if judge.get("price") is not None else None
         invoker = provider.invoker(judge, deployment)
         identity = provider.identity(judge, deployment)
 
@@ -357,7 +360,12 @@ class JudgeScorer:
                 cache=OutputCache(cache_root) if cache_root else None,
                 max_concurrency=invoke.get("max_concurrency") or provider.default_max_concurrency,
                 policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
-                progress=lambda message: say(f"judge: {message}"))
+                progress=lambda message: say(f"judge: {message}"), spend=spend)
+            if cost is not None:
+                summary = stats.summary()
+                spent = pricing.cost(judge.get("price"), summary["wall_s"], summary["prompt_tokens"],
+                                     summary["generated_tokens"])
+                cost = None if spent is None else cost + spent
             calls += stats.invocations
             cached += stats.cached
             all_calls += out
@@ -412,5 +420,8 @@ class JudgeScorer:
             notes.append(f"{unreadable} ratings had no readable rating after {rounds} attempts (left out of the means)")
         if no_reference:
             notes.append(f"{no_reference} ratings need a reference answer the record does not have (left out)")
+        if cost:
+            notes.append(f"the judge's calls cost ${cost:.4f} (in this model's cost and its share of the budget)")
         say(f"judge: {calls} calls, {cached} from cache, {reasked} re-asked, {unreadable} unreadable")
-        return score_rows(algorithm, rows, row_scores, notes, by_row=True, details=details)
+        return {**score_rows(algorithm, rows, row_scores, notes, by_row=True, details=details),
+                "cost_usd": None if cost is None else round(cost, 6)}
