@@ -28,4 +28,6 @@ def deploy(model: dict[str, Any], finetune_result: dict[str, Any] | None, run_ro
         running.finished(step)
     # a failed deploy may have created part of what it meant to; cleanup reads this list
     result.setdefault("created", ctx.get("created", []))
+    if finetune_result:  # what deploying this model again needs (a gate evaluating it as the champion)
+        result["finetuned"] = {k: v for k, v in finetune_result.items() if k not in ("status", "error", "trace")}
     return result

@@ -13,7 +13,7 @@ from lib.providers import get_provider
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, ModelResult
 from lib.scorers import scorer_for
-from steps._common import failed, guarded
+from steps._common import context, failed, guarded
 
 
 def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
@@ -59,7 +59,8 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         outputs_uri=layout.outputs(name),
         deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url", "environment",
                                                    "instance_type") if deployment.get(k)},
-        register=model.get("register"))  # the sample's per-model register_config
+        register=model.get("register"),  # the sample's per-model register_config
+        recipe={"model": model, "finetuned": deployment.get("finetuned")})
     result.cost_usd = pricing.cost(model.get("price"), stats.wall_s, stats.summary()["prompt_tokens"],
                                    stats.summary()["generated_tokens"])
     result.status = model_status(stats.records, stats.errors, invoke.get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
@@ -99,3 +100,27 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         result.status = FAILED
         result.error = "; ".join(f"{k} not scored: {v}" for k, v in result.algorithm_errors.items())
     return result
+
+
+def evaluate_again(step: str, recipe: dict[str, Any], name: str, dataset: dict[str, Any],
+                   algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None) -> ModelResult:
+    """Deploy a model from its ``recipe`` (`ModelResult.recipe`) under another ``name``, evaluate it as a
+    candidate is, and remove what the deploy made, whatever happens (an interrupt included).
+    A gate uses it for a champion scored on other data."""
+    model = {**recipe["model"], "name": name}
+    if model.get("endpoint_name") == f"llm-eval-{aws_name(recipe['model']['name'])}"[:63].rstrip("-"):
+        # the name the config derived: its own, so the candidate's endpoint is never the one deleted
+        model["endpoint_name"] = f"llm-eval-{aws_name(name)}"[:63].rstrip("-")
+    provider = get_provider(model["provider"])
+    ctx = context(step, layout, cache_root, created=[])
+    deployment: dict[str, Any] | None = None
+    try:
+        deployment = provider.deploy(model, recipe.get("finetuned"), ctx)
+        deployment.setdefault("created", ctx["created"])
+        return _evaluate(step, model, deployment, dataset, algorithms, layout, cache_root)
+    finally:
+        if provider.deploys:
+            try:
+                provider.cleanup(model, deployment or {"created": ctx["created"]})
+            except Exception as exc:  # reported, never raised: the scores stand
+                progress.say(step, f"cleanup of {name} failed: {type(exc).__name__}: {exc}")

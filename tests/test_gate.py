@@ -115,6 +115,68 @@ def test_a_local_run_gates_registers_and_an_identical_rerun_registers_nothing(tm
         assert "the gate rejected bot" in report[:report.index("<h2>Leaderboard</h2>")]
 
 
+def test_a_champion_scored_on_other_data_is_evaluated_on_this_data_in_the_same_run(tmp_path):
+    rows = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()[:36]]
+    answers = {r["question"]: r["answer"].split("<OR>")[0] for r in rows}
+    asked: dict[str, list[str]] = {"m-old": [], "m-new": []}
+
+    def answer(n, headers, body):  # m-old knows every other question, m-new all of them
+        q = body["messages"][-1]["content"]
+        asked[body["model"]].append(q)
+        knows = body["model"] == "m-new" or sorted(answers).index(q) % 2 == 0
+        return 200, reply(answers[q] if knows else "no idea")
+
+    def dataset(start: int) -> None:
+        (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[start:start + 12]))
+
+    gate = {"min": {"factual_knowledge": 0.3}, "champion": "registry", "min_improvement": 0.05}
+    index = tmp_path / "model_registry" / "gated-models.jsonl"
+    with chat_server(answer) as url:
+        config = write_run_config(tmp_path, url, gate)
+        data = yaml.safe_load(config.read_text())
+        data["models"][0]["model_id"] = "m-old"
+        config.write_text(yaml.safe_dump(data))
+        dataset(0)
+        assert run(config, tmp_path / "one").returncode == 0  # m-old becomes version 1, approved
+
+        data["models"][0].update(name="bot2", model_id="m-new")
+        config.write_text(yaml.safe_dump(data))
+        dataset(12)  # other questions: version 1's per-record scores cannot be paired with these
+        asked["m-old"].clear()
+        second = run(config, tmp_path / "two")
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert sorted(asked["m-old"]) == sorted(r["question"] for r in rows[12:24])  # the champion, asked here
+        s = json.loads((tmp_path / "two" / "summary.json").read_text())
+        here = s["gate"]["champion"]["evaluated_here"]
+        assert here["as"] == "champion-v1" and here["records"] == 12
+        known = sum(sorted(answers).index(r["question"]) % 2 == 0 for r in rows[12:24]) / 12
+        assert here["scores"]["factual_knowledge"]["factual_knowledge"] == pytest.approx(known)
+        assert s["gate"]["decision"] == "approved" and s["gate"]["comparison"]["n"] == 12
+        assert s["gate"]["comparison"]["difference"] == pytest.approx(1 - here["scores"]["factual_knowledge"][
+            "factual_knowledge"])
+        assert (tmp_path / "two" / "models" / "champion-v1" / "outputs.jsonl").exists()  # its evidence, kept
+        assert "champion-v1" not in s["models"]  # not a candidate: it cannot be selected or registered
+        assert "evaluating it on this one as champion-v1" in second.stderr
+        report = (tmp_path / "two" / "report.html").read_text()
+        assert "(version 1, evaluated on this run's data)" in report
+        assert "evaluated in this run on this one (as champion-v1)" in report
+
+        # a version that keeps no recipe (registered before recipes were kept) cannot be evaluated again:
+        # the gate says so and says no
+        lines = [json.loads(line) for line in index.read_text().splitlines()]
+        assert lines[-1]["recipe"]["model"]["model_id"] == "m-new"
+        del lines[-1]["recipe"]
+        index.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        data["models"][0]["name"] = "bot3"
+        config.write_text(yaml.safe_dump(data))
+        dataset(24)
+        third = run(config, tmp_path / "three")
+        assert third.returncode == 6, third.stderr[-2000:]
+        reasons = json.loads((tmp_path / "three" / "summary.json").read_text())["gate"]["reasons"]
+        assert any("scored on another dataset and could not be evaluated on this one (its version keeps no recipe"
+                   in r for r in reasons)
+
+
 def test_the_gate_on_sagemaker_reads_the_champion_from_the_model_registry(monkeypatch):
     moto = pytest.importorskip("moto")
     env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -35,8 +35,9 @@ def decide(gate: dict[str, Any] | None, summary: RunSummary, score_names: dict[s
         objective = summary.selection.objectives[0] if summary.selection.objectives else {
             "metric": summary.selection.metric, "direction": summary.selection.direction}
         if champion.get("dataset_hash") and summary.dataset_hash and champion["dataset_hash"] != summary.dataset_hash:
-            reasons.append(f"the champion (version {champion.get('version')}) was scored on another dataset: "
-                           "no paired comparison is possible")
+            reasons.append(f"the champion (version {champion.get('version')}) was scored on another dataset "
+                           f"and could not be evaluated on this one ({champion.get('not_evaluated') or 'not tried'}):"
+                           " no paired comparison is possible")
         else:
             paired = paired_difference(winner_per_record, champion.get("per_record") or {}, objective["metric"],
                                        gate["confidence"], lower_is_better=objective["direction"] == "min")
@@ -58,4 +59,15 @@ def decide(gate: dict[str, Any] | None, summary: RunSummary, score_names: dict[s
                                                           "; no champion yet" if gate["champion"] == "registry"
                                                           else "")],
                 model=best, comparison=comparison,
-                champion={k: champion.get(k) for k in ("model", "version", "package")} if champion else None)
+                champion=_shown(champion) if champion else None)
+
+
+def _shown(champion: dict[str, Any]) -> dict[str, Any]:
+    """What the gate record says about the champion; ``evaluated_here`` when this run evaluated it on its
+    own dataset (the champion's scores then, beside its outputs in the run's files)."""
+    shown = {k: champion.get(k) for k in ("model", "version", "package")}
+    here = champion.get("evaluated_here")
+    if here:
+        shown["evaluated_here"] = {"as": here["model"], "scores": here.get("scores"), "records": here.get("records"),
+                                   "errors": here.get("errors"), "cost_usd": here.get("cost_usd")}
+    return shown

@@ -67,7 +67,9 @@ def build_plan(config: RunConfig) -> Plan:
     gate = ev.get("gate")
     steps.append(_step(
         "gate", {"gate_config": gate, "selection": Ref("select"), "registry_config": ev["model_registry"],
-                 "score_names": score_names, **run},
+                 "score_names": score_names, **run,
+                 # a champion scored on other data is evaluated on this run's, with these
+                 "dataset": Ref("preprocess"), "algorithms": ev["algorithms"], "cache_root": Param("cache_root")},
         "Decide whether the winner may ship: floors, and the registry's champion to beat" if gate
         else "No gate configured: pass the selection on"))
     steps.append(_step(

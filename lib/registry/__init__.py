@@ -43,6 +43,7 @@ def registration_for(summary: RunSummary, registry: dict[str, Any], approval_sta
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         dataset_hash=summary.dataset_hash,
         per_record=per_record(best, summary.selection.metric) if per_record else {},
+        recipe=candidate.recipe,
     )
     # what makes a version new: another model, other data or other scores (not the decision about it)
     identity = {k: getattr(record, k) for k in ("model", "model_id", "provider", "deployment", "metrics",

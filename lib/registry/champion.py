@@ -13,7 +13,7 @@ from lib.run.records import SUCCEEDED
 
 
 def find_champion(group: str, layout: RunLayout, region: str | None = None) -> dict[str, Any] | None:
-    """{"model", "version", "per_record", "dataset_hash", "fingerprint", "package"} or None."""
+    """{"model", "version", "per_record", "dataset_hash", "fingerprint", "package", "recipe"} or None."""
     if layout.is_remote:
         return _sagemaker_champion(group, region)
     index = Path(layout.local_registry_index(group))
@@ -25,7 +25,8 @@ def find_champion(group: str, layout: RunLayout, region: str | None = None) -> d
         return None
     r = approved[-1]
     return {"model": r.get("model"), "version": r.get("version"), "per_record": r.get("per_record") or {},
-            "dataset_hash": r.get("dataset_hash"), "fingerprint": r.get("fingerprint"), "package": str(index)}
+            "dataset_hash": r.get("dataset_hash"), "fingerprint": r.get("fingerprint"), "package": str(index),
+            "recipe": r.get("recipe")}
 
 
 def same_version(group: str, layout: RunLayout, fingerprint: str | None, region: str | None = None,
@@ -78,4 +79,4 @@ def _sagemaker_champion(group: str, region: str | None) -> dict[str, Any] | None
             evaluation = {}
     return {"model": metadata.get("model"), "version": described.get("ModelPackageVersion"),
             "per_record": evaluation.get("per_record") or {}, "dataset_hash": evaluation.get("dataset_hash"),
-            "fingerprint": metadata.get("fingerprint"), "package": arn}
+            "fingerprint": metadata.get("fingerprint"), "package": arn, "recipe": evaluation.get("recipe")}

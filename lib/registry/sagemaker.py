@@ -45,7 +45,8 @@ def register_model_package(r: Registration, layout: RunLayout, region: str | Non
     created_group = ensure_group(group, r.model_package_group_description, tags, region)
     metrics_uri = storage.write_json(layout.registry_metrics, {
         "model": r.model, "metrics": r.metrics, "selection_metric": r.selection_metric,
-        "selection_value": r.selection_value, "dataset_hash": r.dataset_hash, "per_record": r.per_record})
+        "selection_value": r.selection_value, "dataset_hash": r.dataset_hash, "per_record": r.per_record,
+        "recipe": r.recipe})
     request: dict[str, Any] = {
         "ModelPackageGroupName": group,
         "ModelPackageDescription": (f"{r.model} ({r.model_id}) selected by {r.pipeline}"

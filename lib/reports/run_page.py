@@ -162,7 +162,8 @@ details.wrong summary{cursor:pointer}details.wrong table{table-layout:fixed}
 {% else %}<p class="headline"><b>No model selected.</b></p>{% endif %}
 {% if s.gate and s.gate.decision %}<p>Gate: <b>{{ s.gate.decision }}</b> ({{ s.gate.approval_status }})
 {%- if s.gate.champion %}, compared with the champion {{ s.gate.champion.model }}
-(version {{ s.gate.champion.version }})
+(version {{ s.gate.champion.version }}
+{%- if s.gate.champion.evaluated_here %}, evaluated on this run's data{% endif %})
 {%- if s.gate.comparison %}: difference {{ fmt(s.gate.comparison.difference) }}, interval
 [{{ fmt(s.gate.comparison.low) }}, {{ fmt(s.gate.comparison.high) }}] over {{ s.gate.comparison.n }} records{% endif %}
 {%- endif %}. {{ sentence(s.gate.reasons) }}.</p>
@@ -243,7 +244,8 @@ details.wrong summary{cursor:pointer}details.wrong table{table-layout:fixed}
 {% else %}<p class="muted" id="vs-previous">{{ previous_note }}</p>{% endif %}
 <h3>Against the champion</h3>
 {% if champion %}<p>Champion: <b>{{ champion.model }}</b>, version {{ champion.version }}
-{%- if champion.execution_id %}, from run {{ champion.execution_id }}{% else %} (scores from the registry){% endif %}.
+{%- if champion.here %}, scored on other data and evaluated in this run on this one (as {{ champion.here }})
+{%- elif champion.execution_id %}, from run {{ champion.execution_id }}{% else %} (scores from the registry){% endif %}.
 {%- if s.gate.comparison %} Paired over {{ s.gate.comparison.n }} records on
 {{ s.gate.comparison.metric or s.selection.metric }}:
 {{ s.gate.model }} − champion = {{ signed(s.gate.comparison.difference) }}
@@ -608,10 +610,16 @@ def _champion(summary: RunSummary, layout: RunLayout, charts: dict[str, Any],
               order: list[str]) -> dict[str, Any] | None:
     from lib.run.history import champion
 
+    keys = _comparison_keys(charts)
+    here = (summary.gate.champion or {}).get("evaluated_here") if summary.gate else None
+    if here:  # scored on other data, so this run evaluated it on its own: compare with that
+        result = ModelResult.from_dict({"model": here["as"], **{k: v for k, v in here.items() if k != "as"}})
+        return {"model": summary.gate.champion.get("model"), "version": summary.gate.champion.get("version"),
+                "rows": [{"name": n, **_changes(summary.models[n], result, keys)} for n in order],
+                "execution_id": None, "here": here["as"]}
     found = champion(layout, summary)
     if found is None:
         return None
-    keys = _comparison_keys(charts)
     rows = [{"name": n, **_changes(summary.models[n], found.result, keys)} for n in order]
     return {"model": found.result.model, "version": found.version, "rows": rows,
             "execution_id": found.run.summary.execution_id if found.run else None}

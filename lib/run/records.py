@@ -55,6 +55,9 @@ class ModelResult:
     outputs_uri: str | None = None
     deployment: dict[str, Any] = field(default_factory=dict)  # endpoint, image, artifact: what register needs
     register: dict[str, Any] | None = None  # the model's own register_config (the sample's)
+    # how to deploy and ask this model again: its normalised config and its fine-tune's result, kept with
+    # its registered version so a later gate can evaluate it as the champion on other data
+    recipe: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -154,6 +157,7 @@ class Registration:
     fingerprint: str | None = None  # same model, data and scores: an identical rerun registers nothing new
     dataset_hash: str | None = None
     per_record: dict[str, float | None] = field(default_factory=dict)  # the winner's, on selection_metric
+    recipe: dict[str, Any] | None = None  # the winner's `ModelResult.recipe`
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
