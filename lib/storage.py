@@ -213,6 +213,17 @@ def remove(uri: str) -> None:
         raise StorageError(uri, _reason(exc, uri), "remove") from exc
 
 
+def list_files(uri: str) -> list[str]:
+    """The files directly in a local folder, or every object under an S3 prefix (``uri`` + ``/``), sorted."""
+    if uri.startswith("s3://"):
+        client, bucket, prefix = _s3(uri.rstrip("/") + "/")
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+    return sorted(str(p) for p in Path(uri).iterdir() if p.is_file())
+
+
 def upload_file(local: str | Path, uri: str) -> str:
     if uri.startswith("s3://"):
         client, bucket, key = _s3(uri)

@@ -42,6 +42,7 @@ def _value(value: Any, results: dict[str, Any], params: dict[str, Any]) -> Any:
 def _call(step: Step, results: dict[str, Any], params: dict[str, Any]) -> tuple[dict[str, Any], float]:
     """The step's result and its own run time (not the time it waited for a worker)."""
     progress.say(step.name, "started")
+    progress.track(step.name, state="running")
     started = time.perf_counter()
     fn = _function(step.function)
     args, kwargs = call_arguments(step, fn, lambda v: _value(v, results, params))
@@ -125,6 +126,7 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
                     results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                     progress.say(name, f"raised {type(exc).__name__}: {exc}")
                 status = results[name].get("status") or "done"
+                progress.track(name, state=status, seconds=timings.get(name, 0))
                 progress.say(name, f"{status} in {timings.get(name, 0):.1f}s")
     except (KeyboardInterrupt, interrupt.Interrupted):
         interrupt.request()

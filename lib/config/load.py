@@ -294,6 +294,26 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path | str, pipel
     return model
 
 
+def _base_candidate(doc: LoadedYaml, i: int, raw: dict, model: dict[str, Any], base: Path | str, pipeline: str,
+                    local_base: Path) -> dict[str, Any]:
+    """``evaluate_base_model: true`` on a fine-tuned model: its base, as the candidate ``<name>-base`` (the same
+    provider, model and request, no fine-tuning, an endpoint of its own), so the plan and both executors
+    treat it as any other model."""
+    where = ["models", i, "evaluate_base_model"]
+    if not model["finetune"]:
+        raise doc.error(where, "only a fine-tuned model has a base to evaluate beside it: this model has no "
+                        "finetuning block (to evaluate a model as it is, list it as a model of its own)")
+    name = f"{model['name']}-base"
+    dropped = ("finetuning", "finetuning_config", "evaluate_base_model", "register_config", "endpoint_name")
+    try:
+        candidate = _normalise_model(doc, i, {**{k: v for k, v in raw.items() if k not in dropped}, "name": name},
+                                     base, pipeline, local_base)
+    except ConfigError as exc:
+        raise doc.error(where, f"the base model's candidate '{name}': {exc.message}") from None
+    candidate["base_of"] = model["name"]
+    return candidate
+
+
 _FMEVAL_KEYS = ("algorithm", "module", "config", "target_output_delimiter", "num_records")
 
 
@@ -445,6 +465,44 @@ def _normalise_algorithm(doc: LoadedYaml, i: int, raw: dict, models: list[dict[s
     }
 
 
+def _benchmark_dataset(doc: LoadedYaml, ds: dict, base: Path | str) -> dict[str, Any]:
+    """`dataset` with a `benchmark` entry: the suite names its columns and reads the file's format from its
+    extension; a local file (or folder) is read and checked now (lib/benchmarks/config.py)."""
+    from lib.benchmarks import config as benchmarks
+
+    where = ["dataset", "input_data_location"]
+    for key in ("model_input_key", "target_output_key", "dataset_mime_type"):
+        if key in ds:
+            raise doc.error(["dataset", key], f"a benchmark dataset takes no '{key}': its suite knows the columns "
+                            "(rename them under benchmark.columns) and the format comes from the file's extension "
+                            "(.jsonl, .json or .csv)")
+    value = ds["input_data_location"]
+    uri = _resolve(value, base)
+    try:
+        data_files.check_location(value, folder_ok=True)
+        _check_under_prefix(value, uri, folder_ok=True)
+        bench = benchmarks.normalise(ds["benchmark"], uri, ds.get("num_records"), remote=is_remote_uri(uri))
+    except data_files.DataFileError as exc:
+        raise doc.error(where, str(exc)) from None
+    except benchmarks.BenchmarkConfigError as exc:
+        raise doc.error(["dataset", "benchmark", *exc.where], str(exc)) from None
+    return {"dataset_name": ds["dataset_name"], "uri": uri, "mime_type": "jsonlines", "model_input_key": None,
+            "target_output_key": None, "num_records": ds.get("num_records"), "benchmark": bench}
+
+
+def _benchmark_scorer(doc: LoadedYaml, bench: dict[str, Any], algos: list[dict]) -> dict[str, Any]:
+    """The `algorithms[]` entry a benchmark expands into; its scores' name must be its own."""
+    from lib.benchmarks.config import scorer_entry
+
+    entry = scorer_entry(bench)
+    for i, other in enumerate(algos):
+        if other["eval_name"] == entry["eval_name"]:
+            raise doc.error(["dataset", "benchmark", "name" if "name" in doc.data["dataset"]["benchmark"] else "suite"],
+                            f"the benchmark's scores are named '{entry['eval_name']}', as are those of "
+                            f"algorithms[{i}] ({other['name']}): give the benchmark another 'name'")
+    return entry
+
+
 def _check_metric(doc: LoadedYaml, where: list, metric: str, algos: list[dict]) -> None:
     """A metric a policy can name: a score of a configured algorithm, or a run metric."""
     from lib.decide.metrics import RUN_METRICS
@@ -563,52 +621,63 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
                         "digits and single hyphens, starting and ending with a letter or digit")
 
     ds = data["dataset"]
-    mime = ds.get("dataset_mime_type", "jsonlines")
-    if mime not in ("jsonlines", "application/jsonlines"):
-        raise doc.error(["dataset", "dataset_mime_type"],
-                        f"'{mime}' is not supported: fmeval reads 'jsonlines' (one JSON object per line)")
-    uri = _resolve(ds["input_data_location"], base)
-    _check_dataset(doc, ["dataset", "input_data_location"], ds["input_data_location"], uri, ds["model_input_key"],
-                   ds["target_output_key"])
-    dataset = {
-        "dataset_name": ds["dataset_name"], "uri": uri, "mime_type": "jsonlines",
-        "model_input_key": ds["model_input_key"], "target_output_key": ds["target_output_key"],
-        "num_records": ds.get("num_records"),
-    }
+    if ds.get("benchmark"):
+        dataset = _benchmark_dataset(doc, ds, base)
+    else:
+        mime = ds.get("dataset_mime_type", "jsonlines")
+        if mime not in ("jsonlines", "application/jsonlines"):
+            raise doc.error(["dataset", "dataset_mime_type"],
+                            f"'{mime}' is not supported: fmeval reads 'jsonlines' (one JSON object per line)")
+        uri = _resolve(ds["input_data_location"], base)
+        _check_dataset(doc, ["dataset", "input_data_location"], ds["input_data_location"], uri,
+                       ds["model_input_key"], ds["target_output_key"])
+        dataset = {
+            "dataset_name": ds["dataset_name"], "uri": uri, "mime_type": "jsonlines",
+            "model_input_key": ds["model_input_key"], "target_output_key": ds["target_output_key"],
+            "num_records": ds.get("num_records"),
+        }
 
     _check_derived_names(doc, pipeline, data)
 
     models = []
+    origin: list[int] = []  # the config entry each candidate comes from (a base model's is its fine-tuned one's)
     seen: dict[str, int] = {}  # by AWS name, lower case: SageMaker names (steps, endpoints) ignore case
     for i, raw in enumerate(data["models"]):
         model = _normalise_model(doc, i, raw, base, pipeline, local_base)
-        key = aws_name(model["name"]).lower()
-        other = seen.get(key)
-        if other is not None:
-            theirs = models[other]["name"]
-            if theirs == model["name"]:
-                same = f"is already used by models[{other}]"
-            elif theirs.lower() == model["name"].lower():
-                same = f"differs only in case from '{theirs}' of models[{other}]"
-            else:
-                same = (f"and '{theirs}' of models[{other}] both become '{aws_name(model['name'])}' in AWS names "
-                        "(an underscore becomes a hyphen)")
-            raise doc.error(["models", i, "name"],
-                            f"the model name '{model['name']}' {same}; names must be unique, "
-                            "ignoring case (SageMaker step and endpoint names ignore it)")
-        seen[key] = i
-        models.append(model)
+        candidates = [(model, ["models", i, "name"])]
+        if raw.get("evaluate_base_model"):  # beside it, after it: a tie keeps the fine-tuned one
+            candidates.append((_base_candidate(doc, i, raw, model, base, pipeline, local_base),
+                               ["models", i, "evaluate_base_model"]))
+        for candidate, where in candidates:
+            key = aws_name(candidate["name"]).lower()
+            other = seen.get(key)
+            if other is not None:
+                theirs = models[other]["name"]
+                of = f"models[{origin[other]}]" + (" (its base model)" if models[other].get("base_of") else "")
+                if theirs == candidate["name"]:
+                    same = f"is already used by {of}"
+                elif theirs.lower() == candidate["name"].lower():
+                    same = f"differs only in case from '{theirs}' of {of}"
+                else:
+                    same = (f"and '{theirs}' of {of} both become '{aws_name(candidate['name'])}' in AWS names "
+                            "(an underscore becomes a hyphen)")
+                what = "the base model's candidate" if candidate.get("base_of") else "the model name"
+                raise doc.error(where, f"{what} '{candidate['name']}' {same}; names must be unique, "
+                                "ignoring case (SageMaker step and endpoint names ignore it)")
+            seen[key] = len(models)
+            models.append(candidate)
+            origin.append(i)
     endpoints: dict[str, int] = {}
-    for i, model in enumerate(models):
+    for n, model in enumerate(models):
         if provider_class(model["provider"]).sagemaker_endpoint:
             if model["endpoint_name"].lower() in endpoints:
                 other = endpoints[model["endpoint_name"].lower()]
-                raise doc.error(["models", i, "endpoint_name"],
+                raise doc.error(["models", origin[n], "endpoint_name"],
                                 f"endpoint '{model['endpoint_name']}' is also used by models[{other}] "
                                 "(endpoint names ignore case)")
-            endpoints[model["endpoint_name"].lower()] = i
+            endpoints[model["endpoint_name"].lower()] = origin[n]
 
-    algos = [_normalise_algorithm(doc, i, raw, models) for i, raw in enumerate(data["algorithms"])]
+    algos = [_normalise_algorithm(doc, i, raw, models) for i, raw in enumerate(data.get("algorithms") or [])]
     names = [a["eval_name"] for a in algos]
     for i, n in enumerate(names):
         if n in names[:i]:
@@ -616,6 +685,8 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
                 f" (both name their scores '{n}': give one of them another 'name')"
             raise doc.error(["algorithms", i, "algorithm"],
                             f"the algorithm '{algos[i]['name']}' is listed twice{named}")
+    if dataset.get("benchmark"):  # the benchmark's scorer comes first: without `selection`, it picks
+        algos.insert(0, _benchmark_scorer(doc, dataset["benchmark"], algos))
     selection = _check_selection(doc, data.get("selection") or {}, algos)
     gate = _check_gate(doc, data.get("gate"), algos)
     registry = {

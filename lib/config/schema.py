@@ -112,6 +112,7 @@ _MODEL = _obj(
         "finetuning_config": _FINETUNE,
         "register_config": _REGISTRY,
         "cleanup_endpoint": {"type": "boolean"},
+        "evaluate_base_model": {"type": "boolean"},  # a fine-tuned model's base becomes candidate <name>-base
     },
     required=("name", "model_id"),
 )
@@ -161,6 +162,26 @@ _ALGORITHM = _obj(
     required=("algorithm",),
 )
 
+_BENCHMARK = _obj(  # lib/benchmarks/config.py
+    {
+        "suite": {"enum": ["mmlu", "gsm8k"]},
+        "name": _SCORE_NAME,
+        "subtasks": {"type": "array", "items": {**_STR, "maxLength": 200}, "minItems": 1, "maxItems": 10_000},
+        "max_per_subtask": _RECORDS,
+        "columns": _obj({
+            "question": {**_STR, "maxLength": 200},
+            "choices": {"oneOf": [{**_STR, "maxLength": 200},
+                                  {"type": "array", "items": {**_STR, "maxLength": 200}, "minItems": 2,
+                                   "maxItems": 26}],
+                        "x-hint": "choices are one column holding a list, or a list of 2-26 columns such as "
+                                  "[A, B, C, D]"},
+            "answer": {**_STR, "maxLength": 200},
+            "subtask": {**_STR, "maxLength": 200},
+        }),
+    },
+    required=("suite",),
+)
+
 EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "llm-eval-pipelines evaluation_config.yaml",
@@ -176,8 +197,12 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
                     "model_input_key": _STR,
                     "target_output_key": _STR,
                     "num_records": _RECORDS,
+                    "benchmark": _BENCHMARK,
                 },
-                required=("dataset_name", "input_data_location", "model_input_key", "target_output_key"),
+                required=("dataset_name", "input_data_location"),
+                # a benchmark names its columns itself (benchmark.columns)
+                **{"if": {"not": {"required": ["benchmark"]}},
+                   "then": {"required": ["model_input_key", "target_output_key"]}},
             ),
             "models": {"type": "array", "items": _MODEL, "minItems": 1},  # see evaluation_schema
             "algorithms": {"type": "array", "items": _ALGORITHM, "minItems": 1},
@@ -200,7 +225,10 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
             "budget": _obj({"max_usd": {"type": "number", "exclusiveMinimum": 0}}, required=("max_usd",)),
             "model_registry": _REGISTRY,
         },
-        required=("pipeline", "dataset", "models", "algorithms"),
+        required=("pipeline", "dataset", "models"),
+        # a benchmark brings its own scorer; any other dataset needs algorithms
+        **{"if": {"required": ["dataset"], "properties": {"dataset": {"required": ["benchmark"]}}},
+           "else": {"required": ["algorithms"]}},
     ),
 }
 

@@ -156,7 +156,11 @@ def invoke_records(
     todo = [r for r in records if r["id"] not in done]
     lock = threading.Lock()
     finished = [stats.resumed]
+    failures = [0]
     step = max(1, len(records) // 10)
+    track = getattr(progress, "track", None)  # a step's `lib.progress.Reporter`: the display paces itself
+    if track:
+        track(total=len(records), done=finished[0], errors=0)
 
     with storage.JsonlAppender(outputs_uri) as out:
         def one(record: dict[str, Any]) -> None:
@@ -193,7 +197,10 @@ def invoke_records(
                 out.append(row)
                 done[record["id"]] = row
                 finished[0] += 1
-                if finished[0] % step == 0 or finished[0] == len(records):
+                failures[0] += row["error"] is not None
+                if track:
+                    track(done=finished[0], errors=failures[0])
+                elif finished[0] % step == 0 or finished[0] == len(records):
                     progress(f"{finished[0]}/{len(records)} records")
 
         started = time.perf_counter()

@@ -77,6 +77,8 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
+        if hasattr(progress, "track"):
+            progress.track(train_step=step, train_total=p["max_steps"], loss=losses[-1])
         if step == 1 or step % 5 == 0 or step == p["max_steps"]:
             progress(f"step {step}/{p['max_steps']} loss {losses[-1]:.3f} ({time.time() - started:.0f}s)")
     out = Path(out_dir)

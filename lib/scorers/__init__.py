@@ -28,6 +28,7 @@ SCORER_KINDS: dict[str, str] = {
     "fmeval": "lib.scorers.fmeval_scorer:FmevalScorer",
     "llm_judge": "lib.scorers.judge:JudgeScorer",
     "custom": "lib.scorers.custom:CustomScorer",
+    "benchmark": "lib.scorers.benchmark:BenchmarkScorer",  # made from dataset.benchmark, not named in algorithms
 }
 
 # every scorer a config can name without an import path

@@ -48,15 +48,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.say("run", f"{cfg.pipeline_name} execution {execution_id}: {len(plan.steps)} steps into {layout.root}")
     started = time.perf_counter()
     local_executor.configure_threads(local["max_workers"])
+    # a terminal gets one live table of the steps; a CI log or a pipe gets plain lines
+    live = progress.LiveDisplay([s.name for s in plan.steps]) if progress.live_display_wanted() else None
+    progress.use(live)
     try:
         # one run at a time in an output folder; the lock goes however the run ends
         with run_lock(layout.root), interrupt.handled():
             local_executor.run_plan(plan, params, local["max_workers"])
     except (KeyboardInterrupt, interrupt.Interrupted) as exc:
+        _end_display(live)
         code = getattr(exc, "exit_code", status.EXIT_SIGINT)
         print(f"interrupted: what this run created was deleted; the partial summary is {layout.summary}; "
               f"run again with --output-dir {layout.root} to resume", file=sys.stderr)
         return code
+    finally:
+        _end_display(live)
     if not storage.exists(layout.summary):
         print(f"the run ended without a summary; see {layout.root}", file=sys.stderr)
         return status.EXIT_BROKEN
@@ -73,6 +79,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if code:
         print(f"exit code {code}: {EXIT_MEANING[code]}", file=sys.stderr)
     return code
+
+
+def _end_display(live: Any) -> None:
+    from lib import progress
+
+    progress.use(None)
+    if live is not None:
+        live.close()
 
 
 def format_summary(summary: RunSummary, layout: RunLayout, seconds: float) -> str:
