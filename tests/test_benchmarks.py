@@ -128,7 +128,7 @@ def test_our_tiny_suites_read_with_their_subtasks_and_answers():
     assert "'####'" in math[0]["model_input"] and math[0]["benchmark"]["solution"].endswith("#### 14")
 
 
-def test_mmlu_own_csv_folder_header_less_with_subjects_from_file_names(tmp_path):
+def test_mmlu_own_csv_folder_header_less_with_subjects_from_file_names(tmp_path, capsys):
     data = tmp_path / "test"
     data.mkdir()
     (data / "astronomy_test.csv").write_text(
@@ -144,6 +144,15 @@ def test_mmlu_own_csv_folder_header_less_with_subjects_from_file_names(tmp_path)
     assert read_items(str(data / "virology_test.csv"), MMLU)[1] == ["virology"]
     only, _ = read_items(str(data), {**MMLU, "max_per_subtask": 1})
     assert [i["subtask"] for i in only] == ["astronomy", "virology"]
+    # the folder as a config's benchmark: its subjects are scores, and `plan` counts its records for the cost
+    config = bench_config(tmp_path)
+    config["dataset"].update(input_data_location=str(data), benchmark={"suite": "mmlu"})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["plan", "--json", "--config", str(tmp_path / "config.yaml")]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["cost"]["local"]["records"] == 3
+    evaluate = next(s for s in plan["steps"] if s["name"] == "evaluate-cand")
+    assert evaluate["args"]["algorithms"][0]["score_names"] == ["accuracy", "accuracy.astronomy", "accuracy.virology"]
 
 
 def test_hugging_face_and_other_layouts_with_a_column_mapping(tmp_path):

@@ -22,7 +22,11 @@ def dataset_size(cfg: Any) -> int:
 
     from lib.config import is_remote_uri
 
-    uri = cfg.evaluation["dataset"]["uri"]
+    dataset = cfg.evaluation["dataset"]
+    known = (dataset.get("benchmark") or {}).get("records")
+    if known is not None:  # a benchmark's local data was read at validate (its CSV folders too)
+        return known
+    uri = dataset["uri"]
     if is_remote_uri(uri):
         return 0
     p = Path(uri)
