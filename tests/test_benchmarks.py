@@ -14,6 +14,7 @@ from fake_servers import chat_server, reply
 
 from lib.benchmarks.data import processed_records, read_items
 from lib.benchmarks.extract import extract_letter, extract_number, format_number, reference_number, same_number
+from lib.benchmarks.suites import SUITES
 from lib.providers.openai import OpenAIInvoker, OpenAIProvider
 from pipelines.build_pipeline import main
 
@@ -99,7 +100,11 @@ def test_a_reference_answer_is_a_number_or_a_solution_ending_in_hashes(value, ex
 def test_numbers_compare_and_print_as_answers():
     assert same_number(18.0, 18) and same_number(0.1 + 0.2, 0.3) and not same_number(18, 18.5)
     assert not same_number(None, 1)
-    assert [format_number(v) for v in (72.0, -3.5, 1234567.0, 0.1, None)] == ["72", "-3.5", "1234567", "0.1", None]
+    assert [format_number(v) for v in (72.0, -3.5, 1234567.0, 0.1, 1e-05, 1 / 3, None)] == [
+        "72", "-3.5", "1234567", "0.1", "0.00001", "0.3333333333333333", None]
+    math = SUITES["gsm8k"]  # no rounding between the answer read and the comparison
+    assert math.extract("x = 1.66666666666666", {}) == "1.66666666666666"
+    assert not math.correct("1.66666666666666", {"answer": "1.666667"}) and math.correct("18.00", {"answer": "18"})
 
 
 # --- the suites' file layouts ---------------------------------------------------------------------------

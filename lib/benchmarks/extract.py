@@ -220,7 +220,7 @@ def same_number(answer: float | None, reference: float | None) -> bool:
     """Whether two numbers are the same answer (``18.00`` is ``18``; floating-point noise aside)."""
     if answer is None or reference is None:
         return False
-    return math.isclose(answer, reference, rel_tol=1e-9, abs_tol=1e-6)
+    return math.isclose(answer, reference, rel_tol=1e-9, abs_tol=1e-9)
 
 
 def format_number(value: float | None) -> str | None:
@@ -229,4 +229,6 @@ def format_number(value: float | None) -> str | None:
         return None
     if float(value).is_integer():
         return str(int(value))
-    return format(value, "f").rstrip("0").rstrip(".")
+    from decimal import Decimal
+
+    return format(Decimal(repr(float(value))), "f")  # every digit the float holds, never an exponent
