@@ -9,9 +9,10 @@
    client asking the same server the same questions with the same concurrency; a 10-record run for
    the fixed start-up; peak memory at 10,000 and 100,000 records.
 3. Scoring throughput: 10,000 cached records x 3 algorithms; the local server's request batching.
-4. SageMaker definition build time for 10, 50 and 200 models: our way (settings as @step arguments),
-   with the time the SDK's S3 uploads take; for 10, through a SageMaker config file; for 200, with
-   the SDK's uploads through one S3 client (what a fix would give). Under moto.
+4. SageMaker definition build time for 10, 50 and 200 models: our way (settings as @step arguments,
+   the SDK's step uploads through one S3 client in parallel: `pipelines/sdk_uploads.py`); for 10,
+   through a SageMaker config file; for 200, also with the SDK's own uploads (one after another, a new
+   S3 resource each). Under moto.
 
     python -m bench.run [--quick] [--only orchestration,memory,definition,server,scoring,engine]
                         [--records N] [--baseline GIT-REF] [--write-readme]
@@ -206,45 +207,32 @@ def bench_scoring(n: int = 10_000) -> dict:
 
 
 class _SdkUploads:
-    """Times the SageMaker SDK's uploads while a definition is built (it uploads each step's function,
-    arguments and their metadata: four objects per step). With ``one_client``, uploads go through
-    one S3 client's put_object instead of a new S3 resource and transfer manager each: what the build
-    would take if the SDK, or we around it, uploaded that way."""
+    """Times the SageMaker SDK's own uploads while a definition is rendered the SDK's way (it uploads
+    each step's function, arguments and their metadata: four objects per step)."""
 
     def __init__(self) -> None:
         import sagemaker.s3
 
-        self.count, self.seconds, self.one_client = 0, 0.0, False
+        self.count, self.seconds = 0, 0.0
         self._sdk = sagemaker.s3.S3Uploader.upload_bytes
         sagemaker.s3.S3Uploader.upload_bytes = staticmethod(self._upload)
 
     def _upload(self, b, s3_uri, kms_key=None, sagemaker_session=None):
-        import io
-
-        from sagemaker.s3_utils import parse_s3_url
-
         started = time.perf_counter()
         try:
-            if not self.one_client:
-                return self._sdk(b, s3_uri, kms_key=kms_key, sagemaker_session=sagemaker_session)
-            bucket, key = parse_s3_url(s3_uri)
-            extra = {"SSEKMSKeyId": kms_key, "ServerSideEncryption": "aws:kms"} if kms_key else {}
-            sagemaker_session.s3_client.put_object(Bucket=bucket, Key=key,
-                                                   Body=b.getvalue() if isinstance(b, io.BytesIO) else b, **extra)
-            return s3_uri
+            return self._sdk(b, s3_uri, kms_key=kms_key, sagemaker_session=sagemaker_session)
         finally:
             self.count += 1
             self.seconds += time.perf_counter() - started
 
-    def reset(self, one_client: bool = False) -> None:
-        self.count, self.seconds, self.one_client = 0, 0.0, one_client
+    def reset(self) -> None:
+        self.count, self.seconds = 0, 0.0
 
 
 def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[int, ...] = (10,),
-                     one_client: tuple[int, ...] = (200,)) -> dict:
+                     sdk_way: tuple[int, ...] = (200,)) -> dict:
     """Definition build time, our way and (for ``with_file``) through a SageMaker config file, under
-    moto; with the time the SDK's uploads take (and, for ``one_client``, the build again with those
-    uploads through one client)."""
+    moto; for ``sdk_way``, the build again with the SDK's own sequential uploads."""
     import logging
 
     import yaml
@@ -277,26 +265,25 @@ def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[in
                 "role_arn": role, "image_uri": image, "bucket": "bench-bucket", "prefix": "bench",
                 "region": "us-east-1"}}))
             cfg = load_config(work / "config.yaml")
-            uploads.reset()
             started = time.perf_counter()
             assembly = se.build(cfg)
             definition = json.loads(assembly.pipeline.definition())
             ours = time.perf_counter() - started
-            results[n] = {"steps": len(definition["Steps"]), "ours_s": round(ours, 2), "uploads": uploads.count,
-                          "uploads_s": round(uploads.seconds, 2)}
-            print(f"  {n} models ({len(definition['Steps'])} steps): ours {ours:.1f}s, of which {uploads.seconds:.1f}s "
-                  f"in the SDK's {uploads.count} S3 uploads (moto, in process)", flush=True)
-            if n in one_client:
-                uploads.reset(one_client=True)
+            results[n] = {"steps": len(definition["Steps"]), "ours_s": round(ours, 2),
+                          "uploads": assembly.pipeline.uploaded_objects}
+            print(f"  {n} models ({len(definition['Steps'])} steps): ours {ours:.1f}s with "
+                  f"{assembly.pipeline.uploaded_objects} S3 uploads through one client (moto, in process)", flush=True)
+            if n in sdk_way:
+                uploads.reset()
                 (work / "config.yaml").write_text(yaml.safe_dump({**config, "pipeline": {"name": f"bench-{n}-b"}}))
                 started = time.perf_counter()
-                again = json.loads(se.build(load_config(work / "config.yaml")).pipeline.definition())
-                results[n].update(one_client_s=round(time.perf_counter() - started, 2),
-                                  one_client_uploads_s=round(uploads.seconds, 2))
-                uploads.reset()
-                assert len(again["Steps"]) == len(definition["Steps"])
-                print(f"  {n} models with the SDK's uploads through one client: {results[n]['one_client_s']:.1f}s, "
-                      f"of which {results[n]['one_client_uploads_s']:.1f}s uploading", flush=True)
+                pipeline = se.build(load_config(work / "config.yaml")).pipeline
+                again = json.loads(type(pipeline).definition(pipeline))  # the SDK's own, past ours
+                results[n].update(sdk_s=round(time.perf_counter() - started, 2),
+                                  sdk_uploads_s=round(uploads.seconds, 2))
+                assert len(again["Steps"]) == len(definition["Steps"]) and uploads.count == results[n]["uploads"]
+                print(f"  {n} models with the SDK's own uploads: {results[n]['sdk_s']:.1f}s, of which "
+                      f"{results[n]['sdk_uploads_s']:.1f}s uploading", flush=True)
             if n not in with_file:
                 continue
 
@@ -607,10 +594,9 @@ def readme_table(results: dict) -> str:
             r = d[n]
             other = (f"through a SageMaker config file: {_s(r['config_file_s'])} ({r['ratio']}×)"
                      if "config_file_s" in r else
-                     f"the SDK's uploads through one S3 client: {_s(r['one_client_s'])}" if "one_client_s" in r
-                     else "—")
-            rows.append(f"| SageMaker definition, {n} models ({r['steps']} steps) | {_s(r['ours_s'])}, of which "
-                        f"{_s(r['uploads_s'])} in the SDK's {r['uploads']:,} S3 uploads | {other} |")
+                     f"the SDK's own uploads, one after another: {_s(r['sdk_s'])}" if "sdk_s" in r else "—")
+            rows.append(f"| SageMaker definition, {n} models ({r['steps']} steps) | {_s(r['ours_s'])}, "
+                        f"{r['uploads']:,} S3 uploads through one client | {other} |")
     dates = sorted({v["date"] for v in results.values() if isinstance(v, dict) and "date" in v})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "an unknown date"
     machine = results.get("machine", {})
@@ -676,8 +662,8 @@ def main() -> int:
         results[name] = {**fn(*a), "date": date, "bench_s": round(time.perf_counter() - t, 1)}
 
     if "definition" in parts:
-        sizes, with_file, one_client = ((10, 50), (), ()) if args.quick else ((10, 50, 200), (10,), (200,))
-        measure("definition", "SageMaker definition build time:", bench_definition, sizes, with_file, one_client)
+        sizes, with_file, sdk_way = ((10, 50), (), ()) if args.quick else ((10, 50, 200), (10,), (200,))
+        measure("definition", "SageMaker definition build time:", bench_definition, sizes, with_file, sdk_way)
     if "orchestration" in parts:
         measure("orchestration", "Orchestration: `run` against an instant server, and a plain client:",
                 bench_orchestration, 2_000 if args.quick else 10_000, args.baseline)

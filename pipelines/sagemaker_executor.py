@@ -213,6 +213,11 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
         sweeper = Pipeline(name=sweeper_name(cfg.pipeline_name), sagemaker_session=session, steps=[
             job(sweep, "sweep", f"Delete what stopped or failed executions of {cfg.pipeline_name} left"[:256],
                 sm["step_instance_type"])(cfg.pipeline_name, sm.get("region"))])
+    from pipelines.sdk_uploads import fast_definition
+
+    fast_definition(pipeline, session)
+    if sweeper is not None:
+        fast_definition(sweeper, session)
     return Assembly(pipeline, uploads, root, tags, sweeper)
 
 

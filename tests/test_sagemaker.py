@@ -293,3 +293,44 @@ def test_start_wait_exits_with_the_runs_verdict(aws):
     storage.write_json(f"{root}/runs/abc123/summary.json", RunSummary("p", "abc123", {"w": ModelResult("w")},
                                                                      Selection("x", best="w")).to_dict())
     assert verdict(root, arn) == 0
+
+
+def test_the_sdks_step_uploads_all_land_before_the_definition_returns(aws, config_dir):
+    """The definition's uploads go through one client in parallel (`pipelines/sdk_uploads.py`); every
+    step's function and arguments, with their metadata, are in S3 when definition() returns, and can be
+    read back as the SDK reads them in the step's job."""
+    from sagemaker.remote_function.core.serialization import _MetaData
+
+    config, _ = write_configs(config_dir, base_config(3))
+    assembly, definition = build(config)
+    s3 = aws.client("s3")
+    keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="llm-eval-test")
+            for o in page.get("Contents", [])}
+    steps = [s["Name"] for s in definition["Steps"]]
+    for name in steps:
+        mine = sorted(k for k in keys if f"/{name}/" in k and k.endswith((".pkl", "metadata.json")))
+        assert len(mine) == 4, (name, mine)  # function and arguments, each with its metadata
+        for pkl in (k for k in mine if k.endswith("payload.pkl")):
+            body = s3.get_object(Bucket="llm-eval-test", Key=pkl)["Body"].read()
+            meta = _MetaData.from_json(s3.get_object(Bucket="llm-eval-test",
+                                                     Key=pkl.replace("payload.pkl", "metadata.json"))["Body"].read())
+            assert body and re.fullmatch(r"[0-9a-f]{64}", meta.sha256_hash)
+    assert assembly.pipeline.uploaded_objects == 4 * len(steps)
+
+
+def test_a_failed_step_upload_fails_the_definition_naming_the_object(aws, config_dir):
+    config, _ = write_configs(config_dir, base_config(1))
+    from lib.config import load_config
+    from pipelines.sagemaker_executor import build as build_pipeline
+
+    assembly = build_pipeline(load_config(config))
+    from botocore.exceptions import ClientError
+
+    def refuse(params, **kwargs):  # S3 refuses one object, as a bucket policy or a full quota would
+        if params["Key"].endswith("arguments/payload.pkl") and "register" in params["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+    assembly.pipeline.sagemaker_session.boto_session.events.register("provide-client-params.s3.PutObject", refuse)
+    with pytest.raises(RuntimeError, match=r"uploading the step code to s3://llm-eval-test/\S+/register/\S+ "
+                                           r"failed: .*AccessDenied"):
+        assembly.pipeline.definition()
