@@ -494,3 +494,39 @@ def test_the_example_benchmark_configs_validate_and_plan_the_base_candidate(caps
     out = capsys.readouterr().out
     assert "smollm2-finetuned-base" in out and "evaluate-smollm2-finetuned-base" in out
     assert "deploy-smollm2-finetuned-base    deploy      -" in out  # the base is not fine-tuned first
+
+
+def test_a_benchmark_and_a_base_model_become_a_sagemaker_definition(tmp_path, monkeypatch):
+    """The SageMaker executor needs no special case: the folder of CSVs is uploaded as the dataset, the base
+    model is one more branch."""
+    moto = pytest.importorskip("moto")
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    data = tmp_path / "mmlu"
+    data.mkdir()
+    (data / "astronomy_test.csv").write_text("Closest star?,Vega,The Sun,Sirius,Rigel,B\n")
+    (data / "virology_test.csv").write_text("A virus?,Yeast,Flu,Mold,Algae,B\n")
+    config = {"pipeline": {"name": "bench-sm"},
+              "dataset": {"dataset_name": "mmlu", "input_data_location": str(data), "benchmark": {"suite": "mmlu"}},
+              "models": [{"name": "ft", "model_id": "huggingface-llm-falcon-7b-bf16", "evaluate_base_model": True,
+                          "finetuning": {"train_data_path": str(ROOT / "data" / "trivia_train.jsonl")}}]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump({"sagemaker": {
+        "region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/SageMakerRole", "bucket": "llm-eval-test",
+        "prefix": "pipelines", "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-eval-pipelines:1"}}))
+    from lib.config import load_config
+    from pipelines.sagemaker_executor import build
+
+    with moto.mock_aws():
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="llm-eval-test")
+        assembly = build(load_config(tmp_path / "config.yaml"))
+        names = {s["Name"] for s in json.loads(assembly.pipeline.definition())["Steps"]}
+    assert {"finetune-ft", "evaluate-ft", "evaluate-ft-base", "cleanup-ft-base"} <= names
+    assert "finetune-ft-base" not in names
+    uploaded = {uri for _, uri in assembly.uploads}
+    root = "s3://llm-eval-test/pipelines/bench-sm/inputs/dataset"
+    assert {f"{root}/astronomy_test.csv", f"{root}/virology_test.csv"} <= uploaded
