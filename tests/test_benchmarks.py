@@ -182,7 +182,7 @@ def test_hugging_face_and_other_layouts_with_a_column_mapping(tmp_path):
 
 
 @pytest.mark.parametrize("content, name, expected", [
-    ('{"question": "q", "choices": ["a", "b"], "answer": "C"}\n', "x.jsonl", "line 1 the answer 'C' is neither"),
+    ('{"question": "q", "choices": ["a", "b"], "answer": "C"}\n', "x.jsonl", "line 1: the answer 'C' is neither"),
     ('{"question": "q", "choices": ["a", "b"], "answer": 2}\n', "x.jsonl", "the answer 2 is not the index"),
     ('{"question": "q", "choices": ["a"], "answer": 0}\n', "x.jsonl", "has 1 choices; a lettered question has 2"),
     ('{"question": "", "choices": ["a", "b"], "answer": 0}\n', "x.jsonl", "'question' (the question) is empty"),
@@ -276,7 +276,7 @@ BAD = [
     ("subtask-twice", lambda d: d["dataset"]["benchmark"].update(subtasks=["astronomy", "Astronomy"]),
      "dataset.benchmark.subtasks[1]: the subtask 'astronomy' is listed twice"),
     ("subtask-empty-name", lambda d: d["dataset"]["benchmark"].update(subtasks=["--"]),
-     "dataset.benchmark.subtasks[0]: '--' names no subtask"),
+     'dataset.benchmark.subtasks[0]: "--" names no subtask'),
     ("max-per-subtask", lambda d: d["dataset"]["benchmark"].update(max_per_subtask=0),
      "dataset.benchmark.max_per_subtask: must be at least 1"),
     ("score-name", lambda d: d["dataset"]["benchmark"].update(name="Tiny MMLU"), "dataset.benchmark.name"),
@@ -284,7 +284,7 @@ BAD = [
     ("data-https", lambda d: d["dataset"].update(input_data_location="https://example.com/mmlu.csv"),
      "'https://' is not a location this tool reads"),
     ("gsm8k-answer", lambda d: (gsm8k(d), d["dataset"].update(input_data_location=_bad_gsm8k(d))),
-     "line 2 the answer 'They have some left.' is neither a number nor a solution ending in '#### <number>'"),
+     "line 2: the answer 'They have some left.' is neither a number nor a solution ending in '#### <number>'"),
     ("name-taken", lambda d: d.update(algorithms=[{"algorithm": "CustomScorer", "preset": "f1", "name": "tiny_mmlu"}]),
      "dataset.benchmark.name: the benchmark's scores are named 'tiny_mmlu', as are those of algorithms[0]"),
     ("selection-subtask", lambda d: d.update(selection={"metric": "tiny_mmlu.accuracy.astronmy"}),

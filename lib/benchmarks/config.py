@@ -19,6 +19,7 @@ scores); data in S3 is read by preprocess, and only the subtasks listed are know
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lib.benchmarks.data import read_items
@@ -52,7 +53,8 @@ def normalise(raw: dict[str, Any], uri: str, num_records: int | None, remote: bo
     for i, value in enumerate(raw.get("subtasks") or []):
         name = subtask_name(value)
         if name is None:
-            raise BenchmarkConfigError(["subtasks", i], f"'{value}' names no subtask: a subtask has letters or digits")
+            raise BenchmarkConfigError(["subtasks", i], f"{json.dumps(value)} names no subtask: a subtask has letters "
+                                       "or digits")
         if name in wanted:
             raise BenchmarkConfigError(["subtasks", i], f"the subtask '{name}' is listed twice")
         wanted.append(name)

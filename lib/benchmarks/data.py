@@ -175,7 +175,8 @@ def read_items(uri: str, benchmark: dict[str, Any], limit: int | None = None,
             try:
                 item = suite.item(row, columns, fallback)
             except RowError as exc:
-                raise DataFileError(f"{path} {where} {exc}") from None
+                text = str(exc)
+                raise DataFileError(f"{path} {where}{' ' if text.startswith('has ') else ': '}{text}") from None
             subtask = item["subtask"]
             if subtask and subtask not in seen:
                 seen.append(subtask)
