@@ -15,7 +15,8 @@ COPY pyproject.toml README.md ./
 COPY lib ./lib
 COPY steps ./steps
 COPY pipelines ./pipelines
-RUN pip install .
+# with the MLflow extra: steps log to a SageMaker MLflow tracking server (tracking.mlflow.uri: its ARN)
+RUN pip install ".[mlflow]"
 
 # Steps reach the Hugging Face Hub on SageMaker: fmeval's defaults apply (BERTScore, detoxify).
 ENV LLM_EVAL_OFFLINE=0

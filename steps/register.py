@@ -23,7 +23,8 @@ from steps._common import failed, guarded
 
 
 def register(registry_config: dict[str, Any], gated: dict[str, Any], approval_status: str | None,
-             run_root: str, execution_id: str) -> dict[str, Any]:
+             run_root: str, execution_id: str, tracking: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``tracking``: the sinks' settings (`lib.sinks.context.tracking_args`), for the summary's publishes."""
     layout = RunLayout.resolve(run_root, execution_id)
     if failed(gated) or not gated.get("summary"):
         why = gated.get("error") or "; ".join((gated.get("gate") or {}).get("reasons") or ["select failed"])
@@ -37,6 +38,7 @@ def register(registry_config: dict[str, Any], gated: dict[str, Any], approval_st
                                        per_record_reader(layout, {}))
     if decided:
         record.gate_reason = f"gate {decided.decision}: " + "; ".join(decided.reasons)
+    record.report_uri = layout.report  # lineage: the evidence behind the version
     if record.status != SKIPPED:
         same = same_version(record.model_package_group_name, layout, record.fingerprint)
         if same:
@@ -46,20 +48,20 @@ def register(registry_config: dict[str, Any], gated: dict[str, Any], approval_st
                                          "scores): nothing new to register")
             progress.say("register", record.reason)
     if record.status == SKIPPED:
-        _record(summary, record, layout)
+        _record(summary, record, layout, tracking)
         return record.to_dict()
 
     pending = registry.prepare(record, layout)
-    _record(summary, pending, layout)  # StorageError here: nothing was registered
+    _record(summary, pending, layout, tracking)  # StorageError here: nothing was registered
     outcome = guarded("register", lambda: registry.register(replace(pending), layout).to_dict())
     done = Registration.from_dict({**pending.to_dict(), **outcome})
     if done.status != SUCCEEDED:
         done.version = None  # nothing was registered
     try:
-        _record(summary, done, layout)
+        _record(summary, done, layout, tracking)
     except StorageError as exc:
         if done.status == SUCCEEDED:
-            _take_back(summary, done, layout, exc)
+            _take_back(summary, done, layout, exc, tracking)
         raise
     if done.status == SUCCEEDED:
         progress.say("register", f"{done.model} registered as version {done.version} of "
@@ -67,15 +69,17 @@ def register(registry_config: dict[str, Any], gated: dict[str, Any], approval_st
     return done.to_dict()
 
 
-def _record(summary: RunSummary, record: Registration, layout: RunLayout) -> None:
+def _record(summary: RunSummary, record: Registration, layout: RunLayout,
+            tracking: dict[str, Any] | None = None) -> None:
     """`registry.json`, then the summary (small files first: on a filling disk they are the ones
     that still fit)."""
     storage.write_json(layout.registry, record.to_dict())
     summary.registry = record
-    sinks.publish(summary, layout)
+    sinks.publish(summary, layout, tracking=tracking)
 
 
-def _take_back(summary: RunSummary, done: Registration, layout: RunLayout, exc: StorageError) -> None:
+def _take_back(summary: RunSummary, done: Registration, layout: RunLayout, exc: StorageError,
+               tracking: dict[str, Any] | None = None) -> None:
     """The registry holds ``done`` but the run could not say so: undo it, and say that instead."""
     if not registry.withdraw(done, layout):
         progress.say("register", f"registered {done.model} as version {done.version}, but could not "
@@ -85,7 +89,7 @@ def _take_back(summary: RunSummary, done: Registration, layout: RunLayout, exc: 
                      error=f"registered, then withdrawn because the run could not record it: {exc}")
     progress.say("register", f"FAILED: {undone.error}")
     try:
-        _record(summary, undone, layout)
+        _record(summary, undone, layout, tracking)
     except StorageError:
         pass
     # a file that still claims the withdrawn version goes (a removal needs no free space)

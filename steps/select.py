@@ -13,16 +13,17 @@ from steps._common import guarded
 
 
 def select(selection: dict[str, Any], pipeline: str, execution_id: str, run_root: str,
-           score_names: dict[str, list[str]], dataset: dict[str, Any] | None, *evaluations: dict[str, Any]
-           ) -> dict[str, Any]:
+           score_names: dict[str, list[str]], dataset: dict[str, Any] | None, tracking: dict[str, Any] | None,
+           *evaluations: dict[str, Any]) -> dict[str, Any]:
+    """``tracking``: the sinks' settings and the config's hash (`lib.sinks.context.tracking_args`)."""
     # a failure here (storage, a bug) is data, as in every step: register then records why it skipped
     return guarded("select", lambda: _select(selection, pipeline, execution_id, run_root, score_names,
-                                             dataset or {}, list(evaluations)))
+                                             dataset or {}, tracking or {}, list(evaluations)))
 
 
 def _select(selection: dict[str, Any], pipeline: str, execution_id: str, run_root: str,
-            score_names: dict[str, list[str]], dataset: dict[str, Any], evaluations: list[dict[str, Any]]
-            ) -> dict[str, Any]:
+            score_names: dict[str, list[str]], dataset: dict[str, Any], tracking: dict[str, Any],
+            evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     layout = RunLayout.resolve(run_root, execution_id)
     results = [ModelResult.from_dict(e) for e in evaluations]
     chosen = choose(results, selection, score_names, per_record_reader(layout, score_names))
@@ -31,8 +32,9 @@ def _select(selection: dict[str, Any], pipeline: str, execution_id: str, run_roo
         chosen.best, chosen.best_value = None, None
     storage.write_json(layout.selection, chosen.to_dict())
     summary = RunSummary(pipeline, execution_id, {r.model: r for r in results}, chosen,
-                         status=INTERRUPTED if interrupted else COMPLETED, dataset_hash=dataset.get("dataset_hash"))
-    sinks.publish(summary, layout)
+                         status=INTERRUPTED if interrupted else COMPLETED, dataset_hash=dataset.get("dataset_hash"),
+                         dataset_uri=dataset.get("source"), config_hash=tracking.get("config_hash"))
+    sinks.publish(summary, layout, tracking=tracking)
     if chosen.best:
         progress.say("select", f"best: {chosen.best} ({chosen.metric} = {chosen.best_value:.3f})")
     elif not interrupted:

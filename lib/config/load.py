@@ -14,7 +14,7 @@ from typing import Any
 
 from lib import scorers
 from lib.aws import aws_name
-from lib.config import aws_rules, data_files, sagemaker_defaults, schema
+from lib.config import aws_rules, data_files, sagemaker_defaults, schema, tracking
 from lib.config.schema_errors import check_schema
 from lib.config.yaml_loader import LoadedYaml, load_yaml
 from lib.engine.invokers import PLACEHOLDER
@@ -699,6 +699,7 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
         "pipeline": {"name": pipeline, "description": data["pipeline"].get("description", "")},
         "dataset": dataset, "models": models, "algorithms": algos,
         "selection": selection, "gate": gate, "budget": data.get("budget"), "model_registry": registry,
+        "tracking": tracking.own_part(data.get("tracking"), path),  # merged into the settings by load_config
     }
 
 
@@ -719,6 +720,7 @@ def default_settings() -> dict[str, Any]:
         },
         "prices": {},  # overrides of lib/pricing.py's table
         "cost": {},  # the cost estimate's assumptions (lib/decide/cost.py)
+        "tracking": {},  # MLflow, CloudWatch (lib/config/tracking.py): off unless a config file turns them on
         "local": {
             "output_dir": "runs", "max_workers": 2,
             "model_cache_dir": "~/.cache/llm-eval-pipelines",
@@ -816,6 +818,7 @@ def load_pipeline_config(path: str | Path | None,
         settings["sources"][f"local.{key}"] = [name]
     settings["prices"] = doc.data.get("prices") or {}
     settings["cost"] = doc.data.get("cost") or {}
+    settings["tracking"] = tracking.own_part(doc.data.get("tracking"), path)
     base = Path(path).resolve().parent
     settings["local"]["output_dir"] = _resolve(settings["local"]["output_dir"], base)
     settings["local"]["model_cache_dir"] = _resolve(settings["local"]["model_cache_dir"], base)
@@ -876,6 +879,7 @@ def load_config(
     notes += sdk.notes
     settings = load_pipeline_config(pipeline_config, sdk)
     _check_sweep_names(config, evaluation["pipeline"]["name"], settings)
+    settings["tracking"] = tracking.finish(evaluation, settings)  # both files' `tracking:`, the settings winning
     from lib import pricing
 
     prices = pricing.table(settings.get("prices"))

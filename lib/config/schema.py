@@ -182,6 +182,40 @@ _BENCHMARK = _obj(  # lib/benchmarks/config.py
     required=("suite",),
 )
 
+# `tracking:` (either file; the settings file wins per key): lib/config/tracking.py. `true` turns a sink on with
+# its defaults, `false` off (a settings file can turn off what an evaluation config turned on).
+_ALARM = _obj({
+    "metric": {**_STR, "maxLength": 255},
+    "below": {"type": ["number", "string"], "pattern": "^champion$",
+              "x-hint": "below is a number (a floor) or 'champion' (the selected model scored below the registry's "
+                        "champion)"},
+    "above": {"type": "number"},
+    "model": {**_STR, "maxLength": 255},
+    "name": {**_STR, "maxLength": 255},
+    "actions": {"type": "array", "maxItems": 5, "items": {
+        "type": "string", "pattern": r"^arn:aws[a-z\-]*:[a-z0-9\-]+:", "maxLength": 1600,
+        "x-hint": "an alarm action is an ARN, such as an SNS topic's 'arn:aws:sns:us-east-1:123456789012:oncall'"}},
+    "period_seconds": {"type": "integer", "minimum": 60, "maximum": 86400, "multipleOf": 60,
+                       "x-hint": "a period is a whole number of minutes in seconds (60 to 86400)"},
+})
+_TRACKING = _obj({
+    "mlflow": {**_obj({
+        "uri": {**_STR, "maxLength": 2048, "pattern": r"^[^\x00-\x1f\x7f]*$",
+                "x-hint": "a tracking URI holds no control characters"},
+        "experiment": {**_STR, "maxLength": 500},
+    }), "type": ["object", "boolean"]},
+    "cloudwatch": {**_obj({
+        "namespace": {"type": "string", "pattern": r"^(?!AWS/)[0-9A-Za-z.\-_/#:]{1,255}$",
+                      "x-hint": "a CloudWatch namespace has 1-255 letters, digits and . - _ / # :, and does not "
+                                "start with 'AWS/'"},
+        "region": {"type": "string", "pattern": r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
+                   "x-hint": "a region looks like 'us-east-1'"},
+        "dashboard": {"type": ["boolean", "string"], "pattern": r"^[A-Za-z0-9_\-]{1,255}$",
+                      "x-hint": "dashboard is true, false or a dashboard name (letters, digits, - and _)"},
+        "alarms": {"type": "array", "items": _ALARM, "maxItems": 50},
+    }), "type": ["object", "boolean"]},
+})
+
 EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "llm-eval-pipelines evaluation_config.yaml",
@@ -224,6 +258,7 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
             }),
             "budget": _obj({"max_usd": {"type": "number", "exclusiveMinimum": 0}}, required=("max_usd",)),
             "model_registry": _REGISTRY,
+            "tracking": _TRACKING,
         },
         required=("pipeline", "dataset", "models"),
         # a benchmark brings its own scorer; any other dataset needs algorithms
@@ -288,6 +323,7 @@ PIPELINE_CONFIG_SCHEMA: dict[str, Any] = {
             "cost": _obj({k: {"type": "number", "minimum": 0, "maximum": 1e6} for k in (
                 "seconds_per_record", "endpoint_startup_minutes", "training_hours_per_epoch", "step_minutes",
                 "prompt_tokens", "output_tokens")}),
+            "tracking": _TRACKING,
             "prices": _obj({
                 "instance_usd_per_hour": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
                 "bedrock_usd_per_1k_tokens": {"type": "object", "additionalProperties": _obj(

@@ -59,10 +59,13 @@ def build_plan(config: RunConfig) -> Plan:
             f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200], model))
         evaluates.append(Ref(step_name("evaluate", name)))
     selection = ev["selection"]
+    from lib.sinks.context import tracking_args
+
+    tracking = tracking_args(config)  # what the sinks of select and register need (MLflow, CloudWatch, lineage)
     score_names = {a["eval_name"]: a["score_names"] for a in ev["algorithms"]}
     steps.append(_step(
         "select", {"selection": selection, "pipeline": config.pipeline_name, "score_names": score_names,
-                   "dataset": Ref("preprocess"), **run},
+                   "dataset": Ref("preprocess"), "tracking": tracking, **run},
         f"Pick the best model by {selection['metric']} ({selection['direction']})", varargs=evaluates))
     gate = ev.get("gate")
     steps.append(_step(
@@ -74,7 +77,7 @@ def build_plan(config: RunConfig) -> Plan:
         else "No gate configured: pass the selection on"))
     steps.append(_step(
         "register", {"registry_config": ev["model_registry"], "gated": Ref("gate"),
-                     "approval_status": Param("model_approval_status"), **run},
+                     "approval_status": Param("model_approval_status"), "tracking": tracking, **run},
         f"Register the selected model in {ev['model_registry']['model_package_group_name']}"))
     for model in ev["models"]:
         if model["creates_endpoint"] and model["cleanup_endpoint"] is not False:

@@ -42,6 +42,9 @@ def registration_for(summary: RunSummary, registry: dict[str, Any], approval_sta
         deployment=candidate.deployment or {},
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         dataset_hash=summary.dataset_hash,
+        # lineage: the execution (above), its data, its config and its MLflow run (the report: register adds it)
+        dataset_uri=summary.dataset_uri, config_hash=summary.config_hash,
+        mlflow_run_id=(summary.tracking.get("mlflow") or {}).get("run_id"),
         per_record=per_record(best, summary.selection.metric) if per_record else {},
         recipe=candidate.recipe,
     )

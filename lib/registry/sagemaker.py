@@ -31,6 +31,10 @@ def _metadata(r: Registration) -> dict[str, str]:
             # the AWS sample's keys, for users who look for them
             "algorithm": (r.selection_metric or "").partition(".")[0], "score": str(r.selection_value),
             "gate": (r.gate_reason or "")[:256]}
+    # lineage, before the scores (50 entries at most); a location too long to keep whole is left out, not cut
+    lineage = {"dataset_uri": r.dataset_uri, "dataset_hash": r.dataset_hash, "config_hash": r.config_hash,
+               "report_uri": r.report_uri, "mlflow_run_id": r.mlflow_run_id}
+    flat.update({k: v for k, v in lineage.items() if v and len(v) <= 256})
     for eval_name, scores in (r.metrics or {}).items():
         for score, value in scores.items():
             flat[f"{eval_name}.{score}"] = "" if value is None else f"{value:.6g}"

@@ -3,6 +3,7 @@
     <root>/dataset/processed.jsonl
     <root>/models/<model>/outputs.jsonl | <eval>.jsonl | <eval>.html | finetuned/
     <root>/selection.json  registry.json  summary.json  report.html  execution.json
+    <root>/sinks/<sink>.json                  what a sink (CloudWatch) has sent for this execution
 
 A root may hold ``{execution_id}``: in a SageMaker pipeline the execution id is known only inside
 the job (the SDK refuses a Join as a step argument), so the root travels as a template and each
@@ -86,6 +87,10 @@ class RunLayout:
     @property
     def execution(self) -> str:
         return self._at("execution.json")
+
+    def sink_state(self, sink: str) -> str:
+        """What a sink has sent for this execution already (sinks are called again as the summary changes)."""
+        return self._at("sinks", f"{sink}.json")
 
     @property
     def lock(self) -> str:

@@ -156,6 +156,11 @@ class Registration:
     gate_reason: str | None = None  # why the gate decided as it did (in the package's description)
     fingerprint: str | None = None  # same model, data and scores: an identical rerun registers nothing new
     dataset_hash: str | None = None
+    # lineage: from the registered version back to the evidence that approved it
+    dataset_uri: str | None = None
+    config_hash: str | None = None  # sha256 of the evaluation config file as written (`sha256sum` agrees)
+    report_uri: str | None = None
+    mlflow_run_id: str | None = None  # the execution's parent run (`tracking.mlflow`)
     per_record: dict[str, float | None] = field(default_factory=dict)  # the winner's, on selection_metric
     recipe: dict[str, Any] | None = None  # the winner's `ModelResult.recipe`
 
@@ -179,6 +184,10 @@ class RunSummary:
     status: str = COMPLETED  # completed | interrupted
     gate: Gate | None = None
     dataset_hash: str | None = None
+    dataset_uri: str | None = None  # where the records were read from
+    config_hash: str | None = None  # sha256 of the evaluation config file as written
+    # what each sink besides the run's files recorded: {"mlflow": {"status", "run_id", ...}, "cloudwatch": {...}}
+    tracking: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         models = {}
@@ -187,10 +196,12 @@ class RunSummary:
             entry.pop("model")  # it is the key
             models[name] = entry
         return {"pipeline": self.pipeline, "execution_id": self.execution_id, "status": self.status,
-                "dataset_hash": self.dataset_hash, "gate": self.gate.to_dict() if self.gate else None,
+                "dataset_hash": self.dataset_hash, "dataset_uri": self.dataset_uri, "config_hash": self.config_hash,
+                "gate": self.gate.to_dict() if self.gate else None,
                 "models": models,
                 "selection": self.selection.to_dict(),
-                "registry": self.registry.to_dict() if self.registry else None}
+                "registry": self.registry.to_dict() if self.registry else None,
+                "tracking": self.tracking}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
@@ -202,4 +213,6 @@ class RunSummary:
             status=data.get("status", COMPLETED),
             gate=Gate.from_dict(data["gate"]) if data.get("gate") else None,
             dataset_hash=data.get("dataset_hash"),
+            dataset_uri=data.get("dataset_uri"), config_hash=data.get("config_hash"),
+            tracking=dict(data.get("tracking") or {}),
         )

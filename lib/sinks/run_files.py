@@ -12,6 +12,10 @@ class RunFilesSink:
     required = True  # without its summary a run has no result
 
     def publish(self, summary: RunSummary, layout: RunLayout) -> None:
-        storage.write_json(layout.summary, summary.to_dict())
+        self.publish_summary(summary, layout)
         storage.write_text(layout.report, reports.run_report_html(summary, layout),
                            "text/html; charset=utf-8")
+
+    def publish_summary(self, summary: RunSummary, layout: RunLayout) -> None:
+        """`summary.json` alone: again after the other sinks, with what they recorded."""
+        storage.write_json(layout.summary, summary.to_dict())

@@ -104,6 +104,9 @@ def format_summary(summary: RunSummary, layout: RunLayout, seconds: float) -> st
         lines.append(f"{'-' if rank is None else rank + 1:>2} {name:<28} {m.status:<11} "
                      f"{'-' if value is None else f'{value:.3f}':>24} {'-' if calls is None else calls:>6} "
                      f"{'-' if p50 is None else f'{p50:.2f}':>7} {'-' if cost is None else f'{cost:.2f}':>8}")
+    from lib.sinks import outcome_lines
+
+    lines += outcome_lines(summary)  # MLflow, CloudWatch: where to look, or why they failed
     verdict = f"best: {sel.best}"
     if summary.gate and summary.gate.decision:
         verdict += f"; gate: {summary.gate.decision} ({summary.gate.approval_status})"

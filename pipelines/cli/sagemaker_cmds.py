@@ -52,6 +52,15 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     response = assembly.pipeline.upsert(role_arn=sm["role_arn"], description=description,
                                         tags=assembly.tags, parallelism_config=parallelism(cfg.settings))
     print(f"upserted {response['PipelineArn']}")
+    cloudwatch = (cfg.settings.get("tracking") or {}).get("cloudwatch")
+    if cloudwatch and (cloudwatch["alarms"] or cloudwatch["dashboard"]):  # each run puts its metrics itself
+        from lib.aws.cloudwatch import set_up
+
+        alarms, dashboard = set_up(cloudwatch, cfg.evaluation)
+        for arn in alarms:
+            print(f"alarm {arn}")
+        if dashboard:
+            print(f"dashboard {dashboard} (CloudWatch, namespace {cloudwatch['namespace']})")
     if assembly.sweeper is not None:
         from lib.aws.failure_rule import put_failure_rule
 
