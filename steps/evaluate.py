@@ -18,34 +18,55 @@ from steps._common import context, failed, guarded
 
 def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
              algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
-             execution_id: str | None = None, budget_share_usd: float | None = None) -> dict[str, Any]:
-    """``budget_share_usd``: what asking this model may cost at most (its share of budget.max_usd)."""
-    step = f"evaluate-{aws_name(model['name'])}"  # the plan's step name (`lib.plan.build.step_name`)
+             execution_id: str | None = None, budget_share_usd: float | None = None,
+             shard: dict[str, int] | None = None) -> dict[str, Any]:
+    """``budget_share_usd``: what asking this model may cost at most (its share of budget.max_usd).
+    ``shard`` ({"index", "count"}): ask only that share of the records and leave scoring to the model's
+    `merge` step (`steps/merge.py`)."""
+    step = f"evaluate-{aws_name(model['name'])}" + (f"-shard-{shard['index']}" if shard else "")  # the plan's
     layout = RunLayout.resolve(run_root, execution_id)
     if failed(deployment):
         return ModelResult.failure(model["name"], f"not evaluated: {deployment['error']}").to_dict()
     if failed(dataset):
         return ModelResult.failure(model["name"], f"not evaluated: preprocess failed ({dataset['error']})").to_dict()
+    if shard:
+        return guarded(step, lambda: _ask_shard(step, model, deployment, dataset, layout, cache_root,
+                                                budget_share_usd, shard))
     outcome = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, layout,
                                               cache_root, budget_share_usd).to_dict())
     return ModelResult.from_dict({"model": model["name"], **outcome}).to_dict()  # select must know whose
 
 
-def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
-              algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
-              budget_share_usd: float | None = None) -> ModelResult:
+def shard_range(total: int, index: int, count: int) -> tuple[int, int]:
+    """The records [start, end) of shard ``index`` of ``count``: disjoint, in order, sizes differing by one
+    at most."""
+    return total * index // count, total * (index + 1) // count
+
+
+def _ask_shard(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
+               layout: RunLayout, cache_root: str | None, budget_share_usd: float | None,
+               shard: dict[str, int]) -> dict[str, Any]:
+    records = storage.read_jsonl(dataset["uri"])
+    start, end = shard_range(len(records), shard["index"], shard["count"])
+    spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
+    _, stats = _ask(step, model, deployment, records[start:end], layout.shard_outputs(model["name"], shard["index"]),
+                    cache_root, spend)
+    return {"model": model["name"], "shard": shard, "records": [start, end],
+            "invocations": stats.invocations, "attempts": stats.attempts, "resumed": stats.resumed,
+            "wall_s": round(stats.wall_s, 3)}
+
+
+def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: list[dict[str, Any]],
+         outputs_uri: str, cache_root: str | None, spend: Spend | None) -> tuple[list[dict[str, Any]], Any]:
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
-    records = storage.read_jsonl(dataset["uri"])
-    name, invoke = model["name"], model["invoke"]
-    # one account per model: its answers and its judge's ratings both spend its share of the budget
-    spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
+    invoke = model["invoke"]
     rows, stats = invoke_records(
         records,
         invoke=invoke,
         invoker=provider.invoker(model, deployment),
         identity=provider.identity(model, deployment),
-        outputs_uri=layout.outputs(name),
+        outputs_uri=outputs_uri,
         cache=OutputCache(cache_root) if cache_root else None,
         max_concurrency=invoke.get("max_concurrency") or provider.default_max_concurrency,
         policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
@@ -54,6 +75,27 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")
+    return rows, stats
+
+
+def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
+              algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
+              budget_share_usd: float | None = None) -> ModelResult:
+    # one account per model: its answers and its judge's ratings both spend its share of the budget
+    spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
+    records = storage.read_jsonl(dataset["uri"])
+    rows, stats = _ask(step, model, deployment, records, layout.outputs(model["name"]), cache_root, spend)
+    return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, rows, stats, spend)
+
+
+def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
+                  algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
+                  rows: list[dict[str, Any]], stats: Any, spend: Spend | None) -> ModelResult:
+    """The model's result from its answers (``rows``, in dataset order) and how they were asked: every
+    algorithm scored, the pages written."""
+    say = progress.reporter(step)
+    provider = get_provider(model["provider"])
+    name, invoke = model["name"], model["invoke"]
     result = ModelResult(
         model=name, provider=model["provider"], model_id=model["model_id"], **stats.summary(),
         outputs_uri=layout.outputs(name),
@@ -73,7 +115,7 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
         # a kind that calls a model of its own (a judge) gets this step's context
         scorer = scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say,
                                         "spend": spend})
-        limit = algorithm.get("num_records") or len(records)  # scored on the first N records when set
+        limit = algorithm.get("num_records") or len(rows)  # scored on the first N records when set
         if scorer.needs_model:
             scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke, limit)
         else:

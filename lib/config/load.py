@@ -638,6 +638,7 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
         }
 
     _check_derived_names(doc, pipeline, data)
+    dataset["shards"] = ds.get("shards") or 1  # parallel evaluate steps per model over disjoint records
 
     models = []
     origin: list[int] = []  # the config entry each candidate comes from (a base model's is its fine-tuned one's)

@@ -232,6 +232,7 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
                     "target_output_key": _STR,
                     "num_records": _RECORDS,
                     "benchmark": _BENCHMARK,
+                    "shards": _int(1, 64, "SageMaker runs at most 50 parallel steps by default; 64 is a sanity bound"),
                 },
                 required=("dataset_name", "input_data_location"),
                 # a benchmark names its columns itself (benchmark.columns)

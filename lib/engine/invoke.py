@@ -105,6 +105,23 @@ class InvocationStats:
         }
 
 
+def count_rows(stats: InvocationStats, rows: list[dict[str, Any]]) -> InvocationStats:
+    """Fold the answers in ``rows`` into ``stats``: errors, cache hits, latencies, tokens."""
+    for row in rows:
+        if row["error"] is not None:
+            stats.errors += 1
+            stats.first_error = stats.first_error or row["error"]
+        if row.get("cached"):
+            stats.cached += 1
+        if row["latency_s"] is not None and row["error"] is None:
+            stats.latencies.append(row["latency_s"])
+        if row.get("generated_tokens") is not None:
+            stats.tokens_reported = True
+            stats.prompt_tokens += row.get("prompt_tokens") or 0
+            stats.generated_tokens += row["generated_tokens"]
+    return stats
+
+
 def make_prompt(template: str, model_input: str) -> str:
     """fmeval's prompt templating: ``$model_input`` replaced, other ``$`` text left alone."""
     return Template(template).safe_substitute(model_input=model_input)
@@ -212,18 +229,7 @@ def invoke_records(
 
     rows = [done[r["id"]] for r in records]
     storage.write_jsonl(outputs_uri, rows)  # compact: one line per record, in dataset order
-    for row in rows:
-        if row["error"] is not None:
-            stats.errors += 1
-            stats.first_error = stats.first_error or row["error"]
-        if row.get("cached"):
-            stats.cached += 1
-        if row["latency_s"] is not None and row["error"] is None:
-            stats.latencies.append(row["latency_s"])
-        if row.get("generated_tokens") is not None:
-            stats.tokens_reported = True
-            stats.prompt_tokens += row.get("prompt_tokens") or 0
-            stats.generated_tokens += row["generated_tokens"]
+    count_rows(stats, rows)
     for record in todo:
         row = done[record["id"]]
         if not row.get("cached"):

@@ -12,7 +12,7 @@ from lib.plan.model import Param, Plan, Ref, Step
 
 
 def _step(kind: str, args: dict[str, Any], description: str, model: dict[str, Any] | None = None,
-          **extra: Any) -> Step:
+          suffix: str = "", **extra: Any) -> Step:
     spec = STEP_KINDS[kind]
     compute: dict[str, Any] = {}
     if spec.warm_pool:
@@ -22,7 +22,7 @@ def _step(kind: str, args: dict[str, Any], description: str, model: dict[str, An
     if kind == "finetune" and model is not None:
         # the step only starts the training job; the job runs on the model's own instance type
         compute["training_instance_type"] = model["finetune"]["parameters"]["instance_type"]
-    name = step_name(kind, model["name"]) if spec.per_model and model else kind
+    name = (step_name(kind, model["name"]) if spec.per_model and model else kind) + suffix
     return Step(name, kind, spec.function, args, model=model["name"] if model else None, compute=compute,
                 description=description[:256], **extra)
 
@@ -51,13 +51,23 @@ def build_plan(config: RunConfig) -> Plan:
         steps.append(_step(
             "deploy", {"model": model, "finetune_result": finetune_ref, "cache_root": Param("cache_root"), **run},
             f"Deploy {name} ({model['provider']} {model['model_id']})", model))
-        steps.append(_step(
-            "evaluate", {"model": model, "dataset": Ref("preprocess"), "deployment": Ref(step_name("deploy", name)),
-                         "algorithms": ev["algorithms"], "cache_root": Param("cache_root"), **run,
-                         # each model may spend its share of the budget: the same rule in both executors
-                         "budget_share_usd": budget_share},
-            f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])[:200], model))
-        evaluates.append(Ref(step_name("evaluate", name)))
+        evaluate = {"model": model, "dataset": Ref("preprocess"), "deployment": Ref(step_name("deploy", name)),
+                    "algorithms": ev["algorithms"], "cache_root": Param("cache_root"), **run,
+                    # each model may spend its share of the budget: the same rule in both executors
+                    "budget_share_usd": budget_share}
+        doing = f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])
+        shards = ev["dataset"].get("shards") or 1
+        if shards == 1:
+            steps.append(_step("evaluate", evaluate, doing[:200], model))
+            evaluates.append(Ref(step_name("evaluate", name)))
+            continue
+        for k in range(shards):  # each asks its records in parallel; the merge step scores them as one
+            share = {"budget_share_usd": budget_share / shards} if budget_share else {}
+            steps.append(_step("evaluate", {**evaluate, **share, "shard": {"index": k, "count": shards}},
+                               f"Ask {name} shard {k + 1} of {shards}", model, suffix=f"-shard-{k}"))
+        steps.append(_step("merge", evaluate, doing[:200] + f" ({shards} shards)", model,
+                           varargs=[Ref(f"{step_name('evaluate', name)}-shard-{k}") for k in range(shards)]))
+        evaluates.append(Ref(step_name("merge", name)))
     selection = ev["selection"]
     from lib.sinks.context import tracking_args
 
@@ -86,7 +96,8 @@ def build_plan(config: RunConfig) -> Plan:
             # branch cannot keep this endpoint up (a SageMaker step after a failed one never runs)
             steps.append(_step(
                 "cleanup", {"model": model, "deployment": Ref(step_name("deploy", name)),
-                            "evaluation": Ref(step_name("evaluate", name))},
+                            "evaluation": Ref(step_name("evaluate" if (ev["dataset"].get("shards") or 1) == 1
+                                                        else "merge", name))},
                 f"Remove what {step_name('deploy', name)} created", model))
     from lib.providers import provider_class
 

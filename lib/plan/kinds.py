@@ -32,6 +32,8 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("deploy", "steps.deploy:deploy", per_model=True),
     # evaluation only calls the model's endpoint and scores text: a CPU instance
     StepKind("evaluate", "steps.evaluate:evaluate", per_model=True, warm_pool=1200),
+    # a sharded model's answers (`dataset.shards`) in order, scored as one evaluation
+    StepKind("merge", "steps.merge:merge", per_model=True),
     StepKind("select", "steps.select:select", per_model=False, on_interrupt=True),
     StepKind("gate", "steps.gate:gate", per_model=False),
     StepKind("register", "steps.register:register", per_model=False),

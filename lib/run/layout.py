@@ -54,6 +54,10 @@ class RunLayout:
     def outputs(self, model: str) -> str:
         return self._at("models", model, "outputs.jsonl")
 
+    def shard_outputs(self, model: str, index: int) -> str:
+        """A shard's answers (`dataset.shards`), merged into `outputs` by the model's merge step."""
+        return self._at("models", model, "shards", str(index), "outputs.jsonl")
+
     def scores(self, model: str, eval_name: str) -> str:
         return self._at("models", model, f"{eval_name}.jsonl")
 
