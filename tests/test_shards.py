@@ -123,7 +123,8 @@ def test_on_sagemaker_the_shards_are_parallel_steps_before_one_merge(monkeypatch
     from conftest import base_config
     from test_sagemaker import build, references, steps_by_name, write_configs
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
     write_dataset(tmp_path / "eval.jsonl", 5)
     data = base_config(2)
