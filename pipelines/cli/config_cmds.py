@@ -96,6 +96,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     records = dataset_size(cfg)  # read once for both estimates
     costs = {"sagemaker": cost_of(cfg, True, records) if on_sagemaker else None,
              "local": cost_of(cfg, False, records)}
+    for where, cost in costs.items():  # how long, given how many steps may run at once there
+        if cost is not None:
+            cost["schedule"] = schedule_of(plan, cfg.settings, cost, where == "sagemaker")
     if args.json:
         print(json.dumps({**plan.to_dict(), "cost": costs, "settings_sources": cfg.settings.get("sources", {}),
                           "aws_names": aws_names(cfg)}, indent=2))
@@ -104,6 +107,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(format_settings(cfg))
         print(format_cost(costs, cfg.evaluation.get("budget")))
     return 0
+
+
+def schedule_of(plan: Any, settings: dict[str, Any], cost: dict[str, Any], on_sagemaker: bool) -> dict[str, Any]:
+    from lib.plan.schedule import expected_wall_seconds, step_seconds
+
+    parallel = settings["sagemaker"]["max_parallel_steps"] if on_sagemaker else settings["local"]["max_workers"]
+    durations = {s.name: step_seconds(s, cost["records"], cost["assumptions"], on_sagemaker) for s in plan.steps}
+    return {"parallel": parallel, **expected_wall_seconds(plan, durations, parallel)}
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60 + (seconds % 60 >= 30))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min" if minutes else \
+        f"{seconds:.0f} s"
 
 
 def format_cost(costs: dict[str, Any], budget: dict[str, Any] | None) -> str:
@@ -121,6 +138,12 @@ def format_cost(costs: dict[str, Any], budget: dict[str, Any] | None) -> str:
         lines.append(f"    {name}: ${m['usd']:.2f} ({parts})")
     if sm["unknown"]:
         lines.append(f"  no price known for: {', '.join(sm['unknown'])} (add it under `prices:` in the settings)")
+    for where, cost in costs.items():
+        sched = (cost or {}).get("schedule")
+        if sched:
+            lines.append(f"  expected wall time {'on SageMaker' if where == 'sagemaker' else 'with `run`'}: "
+                         f"{_duration(sched['wall_s'])} with up to {sched['parallel']} steps at once (longest chain "
+                         f"{_duration(sched['critical_path_s'])}; {_duration(sched['busy_s'])} of step time in all)")
     a = sm["assumptions"]
     lines.append(f"  assuming {a['seconds_per_record']:g} s per answer, {a['endpoint_startup_minutes']:g} min endpoint "
                  f"start-up, {a['training_hours_per_epoch']:g} h per training epoch (`cost:` in the settings)")
