@@ -31,9 +31,9 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
         return ModelResult.failure(model["name"], f"not evaluated: preprocess failed ({dataset['error']})").to_dict()
     if shard:
         return guarded(step, lambda: _ask_shard(step, model, deployment, dataset, layout, cache_root,
-                                                budget_share_usd, shard))
+                                                budget_share_usd, shard, execution_id))
     outcome = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, layout,
-                                              cache_root, budget_share_usd).to_dict())
+                                              cache_root, budget_share_usd, execution_id).to_dict())
     return ModelResult.from_dict({"model": model["name"], **outcome}).to_dict()  # select must know whose
 
 
@@ -45,22 +45,35 @@ def shard_range(total: int, index: int, count: int) -> tuple[int, int]:
 
 def _ask_shard(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
                layout: RunLayout, cache_root: str | None, budget_share_usd: float | None,
-               shard: dict[str, int]) -> dict[str, Any]:
+               shard: dict[str, int], execution_id: str | None = None) -> dict[str, Any]:
     records = storage.read_jsonl(dataset["uri"])
     start, end = shard_range(len(records), shard["index"], shard["count"])
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
     _, stats = _ask(step, model, deployment, records[start:end], layout.shard_outputs(model["name"], shard["index"]),
-                    cache_root, spend)
+                    cache_root, spend, execution_id)
     return {"model": model["name"], "shard": shard, "records": [start, end],
             "invocations": stats.invocations, "attempts": stats.attempts, "resumed": stats.resumed,
             "wall_s": round(stats.wall_s, 3)}
 
 
 def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: list[dict[str, Any]],
-         outputs_uri: str, cache_root: str | None, spend: Spend | None) -> tuple[list[dict[str, Any]], Any]:
+         outputs_uri: str, cache_root: str | None, spend: Spend | None,
+         execution_id: str | None = None) -> tuple[list[dict[str, Any]], Any]:
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     invoke = model["invoke"]
+    if invoke.get("invocation") == "batch_transform":  # one job asks them all; no endpoint is up
+        from lib import aws
+        from lib.engine.batch import transform_records
+
+        rows, stats = transform_records(
+            records, model=model, deployment=deployment, identity=provider.identity(model, deployment),
+            outputs_uri=outputs_uri, cache=OutputCache(cache_root) if cache_root else None,
+            execution_id=execution_id,
+            tags=aws.resource_tags(model["pipeline"], execution_id, model["name"]), progress=say)
+        say(f"{stats.invocations} records through a batch transform job, {stats.cached} from cache, "
+            f"{stats.resumed} resumed, {stats.errors} errors")
+        return rows, stats
     rows, stats = invoke_records(
         records,
         invoke=invoke,
@@ -80,11 +93,12 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: 
 
 def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
               algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
-              budget_share_usd: float | None = None) -> ModelResult:
+              budget_share_usd: float | None = None, execution_id: str | None = None) -> ModelResult:
     # one account per model: its answers and its judge's ratings both spend its share of the budget
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
     records = storage.read_jsonl(dataset["uri"])
-    rows, stats = _ask(step, model, deployment, records, layout.outputs(model["name"]), cache_root, spend)
+    rows, stats = _ask(step, model, deployment, records, layout.outputs(model["name"]), cache_root, spend,
+                       execution_id)
     return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, rows, stats, spend)
 
 

@@ -46,6 +46,20 @@ def describe_resources(name: str, region: str | None = None) -> dict[str, Any]:
     return info
 
 
+def create_model(*, name: str, image_uri: str, role_arn: str, tags: list[dict[str, str]],
+                 created: list[dict[str, str]], model_data_url: str | None = None,
+                 environment: dict[str, str] | None = None, region: str | None = None) -> dict[str, Any]:
+    """A SageMaker model (what an endpoint or a batch transform job runs), appended to ``created``."""
+    container: dict[str, Any] = {"Image": image_uri, "Environment": environment or {}}
+    if model_data_url:
+        container["ModelDataUrl"] = model_data_url
+    aws.client("sagemaker", region).create_model(ModelName=name, PrimaryContainer=container,
+                                                 ExecutionRoleArn=role_arn, Tags=tags)
+    created.append({"type": "model", "id": name})
+    return {"model_name": name, "image_uri": image_uri, "model_data_url": model_data_url,
+            "environment": environment or {}}
+
+
 def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: str, instance_count: int,
                     tags: list[dict[str, str]], created: list[dict[str, str]], model_data_url: str | None = None,
                     environment: dict[str, str] | None = None, region: str | None = None,
@@ -53,11 +67,8 @@ def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: 
     """Model, endpoint config, endpoint; each is appended to ``created`` the moment it exists, so a
     failure half-way still leaves cleanup the full list."""
     sm = aws.client("sagemaker", region)
-    container: dict[str, Any] = {"Image": image_uri, "Environment": environment or {}}
-    if model_data_url:
-        container["ModelDataUrl"] = model_data_url
-    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=role_arn, Tags=tags)
-    created.append({"type": "model", "id": name})
+    create_model(name=name, image_uri=image_uri, role_arn=role_arn, tags=tags, created=created,
+                 model_data_url=model_data_url, environment=environment, region=region)
     sm.create_endpoint_config(EndpointConfigName=name, Tags=tags, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type,
         "InitialInstanceCount": instance_count}])

@@ -19,7 +19,7 @@ from lib.config.schema_errors import check_schema
 from lib.config.yaml_loader import LoadedYaml, load_yaml
 from lib.engine.invokers import PLACEHOLDER
 from lib.errors import ConfigError, did_you_mean
-from lib.providers import ProviderLookupError, provider_class
+from lib.providers import BUILTIN, ProviderLookupError, provider_class
 from lib.providers.base import ProviderConfigError
 
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,54}$")  # as AWS names carry it (`aws_name`)
@@ -284,6 +284,11 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path | str, pipel
         "cleanup_endpoint": raw.get("cleanup_endpoint"),
         "pipeline": pipeline,
     }
+    if ev.get("invocation") == "batch_transform" and not cls.batch_transform:
+        able = ", ".join(sorted(n for n in BUILTIN if provider_class(n).batch_transform)) or "none"
+        raise doc.error(where + ["evaluation_config", "invocation"],
+                        f"provider '{provider}' cannot run a batch transform job (no SageMaker model of its own to "
+                        f"run one with); providers that can: {able}. Leave out `invocation` to call it per record")
     try:
         cls.validate(model, local_base)
     except ProviderConfigError as exc:
@@ -679,6 +684,13 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
             endpoints[model["endpoint_name"].lower()] = origin[n]
 
     algos = [_normalise_algorithm(doc, i, raw, models) for i, raw in enumerate(data.get("algorithms") or [])]
+    for i, model in enumerate(models):
+        calling = [a["name"] for a in algos if a.get("needs_model")]
+        if model["invoke"].get("invocation") == "batch_transform" and calling:
+            raise doc.error(["models", i, "evaluation_config", "invocation"],
+                            f"{', '.join(calling)} call the model themselves, record by record, which a batch "
+                            f"transform job cannot do (there is no endpoint): evaluate '{model['name']}' through an "
+                            "endpoint (leave out `invocation`), or drop those algorithms")
     names = [a["eval_name"] for a in algos]
     for i, n in enumerate(names):
         if n in names[:i]:
@@ -886,6 +898,12 @@ def load_config(
     prices = pricing.table(settings.get("prices"))
     for model in evaluation["models"]:  # each step gets its model's price as data, settings applied
         model["price"] = provider_class(model["provider"]).price(model, prices)
+        if model["invoke"].get("invocation") == "batch_transform" and settings["sagemaker"].get("bucket"):
+            # where a batch transform job of a run on this machine reads and writes (a job needs S3)
+            sm = settings["sagemaker"]
+            model["invoke"]["transform_s3_uri"] = "/".join(
+                p for p in (f"s3://{sm['bucket']}", (sm.get("prefix") or "").strip("/"),
+                            evaluation["pipeline"]["name"], "transform") if p)
     for algorithm in evaluation["algorithms"]:  # a judge is priced as a model is (its calls are budgeted)
         for key in algorithm.get("model_keys", ()):
             algorithm[key]["price"] = provider_class(algorithm[key]["provider"]).price(algorithm[key], prices)

@@ -63,6 +63,8 @@ _MODEL_EVAL = _obj(
                             "x-limit": "an hour per model call"},
         "max_retries": _int(0, 20, "retries with exponential backoff: 20 already wait for hours"),
         "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        # how the records reach the model: one request each to an endpoint, or one batch transform job
+        "invocation": {"enum": ["endpoint", "batch_transform"]},
     },
 )
 _FINETUNE_PARAMS = _obj(

@@ -56,6 +56,12 @@ def estimate(evaluation: dict[str, Any], settings: dict[str, Any], records: int,
                 parts["training"] = hourly * params.get("num_instances", 1) * a["training_hours_per_epoch"] * \
                     params.get("epoch", 1)
         models[m["name"]] = {"usd": round(sum(parts.values()), 4), "parts": {k: round(v, 4) for k, v in parts.items()}}
+        if "transform" in parts:  # the same records through a real-time endpoint, for comparison: it is also
+            # up (and billed) while the evaluate step's job and then the cleanup step's job start
+            endpoint = (_asking({**m, "invoke": {**m["invoke"], "invocation": "endpoint"}}, n, a) or {}).get(
+                "endpoint", 0.0)
+            idle = 2 * a["step_minutes"] / 60 * m["price"]["usd_per_hour"] if on_sagemaker else 0.0
+            models[m["name"]]["endpoint_alternative_usd"] = round(endpoint + idle, 4)
     steps = 0.0
     if on_sagemaker:
         steps = _step_jobs(evaluation, settings, prices, a)
@@ -74,9 +80,12 @@ def _asking(m: dict[str, Any], calls: int, a: dict[str, Any]) -> dict[str, float
     concurrency = m["invoke"].get("max_concurrency") or 4
     if "usd_per_hour" in price:
         hours = calls * a["seconds_per_record"] / concurrency / 3600
+        if m["invoke"].get("invocation") == "batch_transform":  # the job's instances share the records
+            hours /= max(1, (m.get("deployment") or {}).get("num_instances", 1))
         if m.get("creates_endpoint") and price["usd_per_hour"]:
             hours += a["endpoint_startup_minutes"] / 60
-        parts["endpoint"] = price["usd_per_hour"] * hours
+        key = "transform" if m["invoke"].get("invocation") == "batch_transform" else "endpoint"
+        parts[key] = price["usd_per_hour"] * hours
     if "usd_per_1k_input_tokens" in price:
         out = (m["invoke"].get("inference_parameters") or {}).get("max_new_tokens") or a["output_tokens"]
         parts["tokens"] = calls * (a["prompt_tokens"] * price["usd_per_1k_input_tokens"]

@@ -25,8 +25,13 @@ def step_seconds(step: Step, records: int, assumptions: dict[str, Any], on_sagem
         if shard:
             n = records * (shard["index"] + 1) // shard["count"] - records * shard["index"] // shard["count"]
         concurrency = (model.get("invoke") or {}).get("max_concurrency") or 4
-        seconds += n * a["seconds_per_record"] / concurrency
-    elif step.kind == "deploy" and model.get("creates_endpoint") and (model.get("price") or {}).get("usd_per_hour"):
+        asking = n * a["seconds_per_record"] / concurrency
+        if (model.get("invoke") or {}).get("invocation") == "batch_transform":  # the job brings up instances
+            asking = asking / max(1, (model.get("deployment") or {}).get("num_instances", 1)) \
+                + a["endpoint_startup_minutes"] * 60
+        seconds += asking
+    elif step.kind == "deploy" and model.get("creates_endpoint") and (model.get("price") or {}).get("usd_per_hour") \
+            and (model.get("invoke") or {}).get("invocation") != "batch_transform":
         seconds += a["endpoint_startup_minutes"] * 60  # an endpoint billed by the hour: one on AWS
     elif step.kind == "finetune" and on_sagemaker:
         seconds += a["training_hours_per_epoch"] * 3600 * (model.get("finetune") or {}).get(

@@ -64,6 +64,10 @@ class Provider:
         """Check ``model`` (normalised) for this provider; raise ProviderConfigError. ``base`` is the
         folder relative paths resolve against."""
 
+    # can evaluate a model by one batch transform job (`evaluation_config.invocation: batch_transform`):
+    # then `deploy` creates the model only, and the evaluate step runs the job (`lib.aws.transform`)
+    batch_transform: ClassVar[bool] = False
+
     @classmethod
     def price(cls, model: dict[str, Any], prices: dict[str, Any]) -> dict[str, float] | None:
         """``{"usd_per_hour": x}`` and/or ``{"usd_per_1k_input_tokens": x, "usd_per_1k_output_tokens": y}``

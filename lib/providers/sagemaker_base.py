@@ -37,7 +37,7 @@ class SageMakerEndpointProvider(Provider):
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
                context: dict[str, Any]) -> dict[str, Any]:
         name = model["endpoint_name"]
-        if endpoint_exists(name, model.get("region")):
+        if model["invoke"].get("invocation") != "batch_transform" and endpoint_exists(name, model.get("region")):
             return self._reuse(model, context)
         created = context.setdefault("created", [])
         info = self.create(model, finetuned, context, created)

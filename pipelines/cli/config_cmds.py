@@ -135,7 +135,9 @@ def format_cost(costs: dict[str, Any], budget: dict[str, Any] | None) -> str:
     lines.append(f"  `run` on this machine: ${local['total_usd']:.2f} (only models hosted on AWS cost money)")
     for name, m in sm["models"].items():
         parts = ", ".join(f"{k} ${v:.2f}" for k, v in m["parts"].items()) or "no AWS cost"
-        lines.append(f"    {name}: ${m['usd']:.2f} ({parts})")
+        alternative = (f"; through a real-time endpoint: ${m['endpoint_alternative_usd']:.2f}"
+                       if "endpoint_alternative_usd" in m else "")
+        lines.append(f"    {name}: ${m['usd']:.2f} ({parts}{alternative})")
     if sm["unknown"]:
         lines.append(f"  no price known for: {', '.join(sm['unknown'])} (add it under `prices:` in the settings)")
     for where, cost in costs.items():

@@ -30,6 +30,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     refuse_over_budget(cfg, on_sagemaker=False)
+    for model in cfg.models:  # before anything starts: a job of this run could not be given its S3 folder
+        if model["invoke"].get("invocation") == "batch_transform" and not model["invoke"].get("transform_s3_uri"):
+            from lib.errors import UserError
+
+            raise UserError(f"{cfg.pipeline_config_path or 'pipeline_config.yaml'}: model '{model['name']}' is asked "
+                            "by a batch transform job, which reads and writes S3: set sagemaker.bucket (and "
+                            "optionally sagemaker.prefix) for a run on this machine")
     role = cfg.settings["sagemaker"].get("role_arn")
     if role:  # what SageMaker-hosted models deployed from here run as (lib/providers/sagemaker_base.py)
         os.environ["LLM_EVAL_ROLE_ARN"] = role
