@@ -12,6 +12,14 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 
+def fake_aws(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    """Credentials and a region for moto (never a real account's), and no profile; ``extra``: more env."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", **extra}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
 def write_dataset(path: Path, n: int = 5) -> Path:
     rows = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()[:n]]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import fake_aws
 
 moto = pytest.importorskip("moto")
 
@@ -14,9 +15,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 @pytest.fixture
 def sm(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "LLM_EVAL_ROLE_ARN": ROLE}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch, LLM_EVAL_ROLE_ARN=ROLE)
     with moto.mock_aws():
         import boto3
 

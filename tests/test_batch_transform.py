@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from conftest import ROOT, write_dataset
+from conftest import ROOT, fake_aws, write_dataset
 
 moto = pytest.importorskip("moto")
 
@@ -18,9 +18,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "LLM_EVAL_ROLE_ARN": ROLE}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch, LLM_EVAL_ROLE_ARN=ROLE)
     with moto.mock_aws():
         import boto3
 

@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+from conftest import fake_aws
 
 from lib.engine.cache import OutputCache, cache_key
 from lib.engine.invoke import RetryPolicy, invoke_records
@@ -22,9 +23,7 @@ FAST = RetryPolicy(max_retries=0)
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "LLM_EVAL_ROLE_ARN": ROLE}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch, LLM_EVAL_ROLE_ARN=ROLE)
     with moto.mock_aws():
         import boto3
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import fake_aws
 
 from lib import storage
 from lib.engine import cache as cache_module
@@ -134,9 +135,7 @@ def test_answers_from_the_one_file_per_record_layout_are_found_and_moved(tmp_pat
 @pytest.fixture
 def s3(monkeypatch):
     moto = pytest.importorskip("moto")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     with moto.mock_aws():
         import boto3
 

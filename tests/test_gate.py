@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, write_dataset
+from conftest import ROOT, fake_aws, write_dataset
 from fake_servers import chat_server, reply
 
 from lib.decide.gate import decide
@@ -179,9 +179,7 @@ def test_a_champion_scored_on_other_data_is_evaluated_on_this_data_in_the_same_r
 
 def test_the_gate_on_sagemaker_reads_the_champion_from_the_model_registry(monkeypatch):
     moto = pytest.importorskip("moto")
-    env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     with moto.mock_aws():
         import boto3
 

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import fake_aws
 
 from lib import storage
 from lib.decide.selection import choose
@@ -267,9 +268,7 @@ def test_no_previous_run_and_no_champion_are_said_plainly(tmp_path):
 
 def test_history_lists_sibling_prefixes_in_s3(monkeypatch):
     moto = pytest.importorskip("moto")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     with moto.mock_aws():
         import boto3
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, base_config
+from conftest import ROOT, base_config, fake_aws
 
 moto = pytest.importorskip("moto")
 
@@ -23,9 +23,7 @@ PIPELINE_SETTINGS = {"sagemaker": {
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch, AWS_REGION="us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with moto.mock_aws():
         import boto3

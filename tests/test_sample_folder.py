@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHARED
+from conftest import SHARED, fake_aws
 
 from lib.config import load_config
 from pipelines.build_pipeline import main
@@ -53,9 +53,7 @@ def sample_folder(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
     monkeypatch.chdir(folder)
     # no AWS call before a config validates: any would fail loudly here
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return folder, data
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import base_config
+from conftest import base_config, fake_aws
 
 from lib.config import load_config
 from pipelines.build_pipeline import main
@@ -189,9 +189,7 @@ def test_the_sdk_never_reads_the_defaults_file_itself(write_config, config_dir, 
     """The definition takes everything from our settings; the SDK's session carries an empty configuration,
     so no lookup validates a file (the 54x slowdown of `make bench`)."""
     moto = pytest.importorskip("moto")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     config = write_config(base_config(), name="evaluation.yaml")
     write(config_dir / "config.yaml", sdk_defaults({
         "RoleArn": ROLE, "ImageUri": IMAGE, "S3RootUri": "s3://defaults-bucket/root",
@@ -217,9 +215,7 @@ def test_a_local_run_finds_the_role_in_the_defaults_file(write_config, config_di
     """`run` of a SageMaker-hosted model deploys it as the defaults file's role (it used to say
     "no execution role")."""
     moto = pytest.importorskip("moto")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "LLM_EVAL_WAIT_FOR_ENDPOINTS": "0"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch, LLM_EVAL_WAIT_FOR_ENDPOINTS="0")
     monkeypatch.delenv("LLM_EVAL_ROLE_ARN", raising=False)
     data = base_config(1)
     data["dataset"]["num_records"] = 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, write_dataset
+from conftest import ROOT, fake_aws, write_dataset
 from fake_servers import chat_server, reply
 
 from steps.evaluate import shard_range
@@ -123,9 +123,7 @@ def test_on_sagemaker_the_shards_are_parallel_steps_before_one_merge(monkeypatch
     from conftest import base_config
     from test_sagemaker import build, references, steps_by_name, write_configs
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     write_dataset(tmp_path / "eval.jsonl", 5)
     data = base_config(2)
     data["dataset"]["shards"] = 3

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import fake_aws
 
 from lib import storage
 from lib.errors import UserError
@@ -199,9 +200,7 @@ def test_appender_under_a_file_fails_on_open(tmp_path):
 @pytest.fixture
 def s3_object(monkeypatch):
     moto = pytest.importorskip("moto")
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    fake_aws(monkeypatch)
     with moto.mock_aws():
         import boto3
 
