@@ -107,18 +107,22 @@ def test_records_go_through_one_transform_job_and_come_back_by_id(aws, tmp_path)
     assert done["deleted"] == ["model:llm-eval-bt"] and sm.list_models()["Models"] == []
 
 
-def test_plan_prices_the_job_against_an_endpoint_and_validate_refuses_what_cannot(tmp_path, capsys):
-    from pipelines.build_pipeline import main
-
-    write_dataset(tmp_path / "eval.jsonl", 40)
+def write_config(folder, records: int, **model) -> dict:
+    write_dataset(folder / "eval.jsonl", records)
     config = {"pipeline": {"name": "bt"},
               "dataset": {"dataset_name": "t", "input_data_location": "eval.jsonl", "model_input_key": "question",
                           "target_output_key": "answer"},
               "models": [{"name": "bt", "provider": "huggingface", "model_id": "tiiuae/falcon-7b",
-                          "deployment_config": {"image_uri": "tgi:1"},
-                          "evaluation_config": {"invocation": "batch_transform"}}],
+                          "evaluation_config": {"invocation": "batch_transform"}, **model}],
               "algorithms": [{"algorithm": "FactualKnowledge"}]}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (folder / "c.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+def test_plan_prices_the_job_against_an_endpoint_and_validate_refuses_what_cannot(tmp_path, capsys):
+    from pipelines.build_pipeline import main
+
+    config = write_config(tmp_path, 40, deployment_config={"image_uri": "tgi:1"})
     assert main(["plan", "--config", str(tmp_path / "c.yaml"), "--json"]) == 0
     bt = json.loads(capsys.readouterr().out)["cost"]["sagemaker"]["models"]["bt"]
     # ml.g5.2xlarge $1.515/h: 10 min of start-up + 40 records x 2 s / 4 in flight, for the job; an endpoint
@@ -148,14 +152,7 @@ def test_plan_prices_the_job_against_an_endpoint_and_validate_refuses_what_canno
 def test_a_local_run_without_a_bucket_for_the_job_is_refused_before_anything_starts(tmp_path, capsys):
     from pipelines.build_pipeline import main
 
-    write_dataset(tmp_path / "eval.jsonl", 3)
-    config = {"pipeline": {"name": "bt"},
-              "dataset": {"dataset_name": "t", "input_data_location": "eval.jsonl", "model_input_key": "question",
-                          "target_output_key": "answer"},
-              "models": [{"name": "bt", "provider": "huggingface", "model_id": "tiiuae/falcon-7b",
-                          "evaluation_config": {"invocation": "batch_transform"}}],
-              "algorithms": [{"algorithm": "FactualKnowledge"}]}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    write_config(tmp_path, 3)
     (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump({"local": {"output_dir": str(tmp_path / "runs")}}))
     assert main(["run", "--config", str(tmp_path / "c.yaml")]) == 2
     assert "set sagemaker.bucket" in capsys.readouterr().err
