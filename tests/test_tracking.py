@@ -96,6 +96,8 @@ def test_a_local_run_logs_a_parent_and_a_child_per_model_to_mlflow_and_metrics_t
     assert f"view: mlflow ui --backend-store-uri {uri}" in printed
 
     client, parent, children = runs_of(uri, "trivia-evals")
+    # made by us: the UI opens it on its runs table
+    assert client.get_experiment_by_name("trivia-evals").tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.info.run_id == tracked["run_id"] and parent.info.status == "FINISHED"
     assert set(children) == {"paris", "tokyo"}
     assert parent.data.tags["llm_eval.execution_id"] == summary["execution_id"]

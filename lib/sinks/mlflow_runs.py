@@ -71,7 +71,9 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not in whatever folder the run started in
         location = os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "mlartifacts", name)
     try:
-        return client.create_experiment(name, artifact_location=location)
+        # the UI then opens on the runs table (parents and their model runs), not on its GenAI trace views
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
     except Exception:  # made by another process meanwhile
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -151,7 +153,7 @@ class MlflowSink:
             self._records(client, run_id, result, layout)
             self._dataset_input(client, run_id, summary)
             tags[LOGGED_TAG] = "1"
-        client.log_batch(run_id, tags=[RunTag(k, _tag(v)) for k, v in tags.items()])
+        client.log_batch(run_id, tags=[RunTag(k, _tag(v)) for k, v in tags.items() if v not in ("", None)])
         client.set_terminated(run_id, "FAILED" if result.status == FAILED else
                               "KILLED" if result.status == INTERRUPTED else "FINISHED")
 
@@ -251,7 +253,7 @@ class MlflowSink:
             if difference is not None:  # known from register's publish on
                 client.log_batch(run_id, metrics=[Metric("gate.champion_difference", difference,
                                                          int(time.time() * 1000), 0)])
-        client.log_batch(run_id, tags=[RunTag(k, _tag(v)) for k, v in tags.items()])
+        client.log_batch(run_id, tags=[RunTag(k, _tag(v)) for k, v in tags.items() if v not in ("", None)])
         # in the run's root as in the run's folder, under the same names
         client.log_dict(run_id, summary.to_dict(), posixpath.basename(layout.summary))
         if storage.exists(layout.report):
