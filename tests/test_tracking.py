@@ -306,9 +306,15 @@ def test_settings_win_key_by_key_and_can_turn_a_sink_off(tmp_path):
                            tracking={"mlflow": {"uri": "sqlite:///ev.db", "experiment": "from-eval"},
                                      "cloudwatch": True},
                            settings_tracking={"mlflow": {"experiment": "from-settings"}, "cloudwatch": False})
-    tracking = load_config(config).settings["tracking"]
+    cfg = load_config(config)
     # a relative sqlite file is beside the file that names it
-    assert tracking == {"mlflow": {"uri": f"sqlite:///{tmp_path / 'ev.db'}", "experiment": "from-settings"}}
+    assert cfg.settings["tracking"] == {"mlflow": {"uri": f"sqlite:///{tmp_path / 'ev.db'}",
+                                                   "experiment": "from-settings"}}
+    from pipelines.cli.config_cmds import format_settings
+
+    shown = format_settings(cfg)  # what `plan` prints
+    assert "tracking.cloudwatch, tracking.mlflow from" in shown  # yaml.safe_dump sorts the keys
+    assert f"tracking: MLflow sqlite:///{tmp_path / 'ev.db'} (experiment from-settings)" in shown
     config = write_configs(tmp_path, {"a": "http://127.0.0.1:9/v1"},
                            tracking={"cloudwatch": {"dashboard": True, "alarms": [
                                {"metric": "factual_knowledge", "below": 0.5, "actions": [SNS]},

@@ -832,6 +832,8 @@ def load_pipeline_config(path: str | Path | None,
     settings["prices"] = doc.data.get("prices") or {}
     settings["cost"] = doc.data.get("cost") or {}
     settings["tracking"] = tracking.own_part(doc.data.get("tracking"), path)
+    for key in doc.data.get("tracking") or {}:
+        settings["sources"][f"tracking.{key}"] = [name]
     base = Path(path).resolve().parent
     settings["local"]["output_dir"] = _resolve(settings["local"]["output_dir"], base)
     settings["local"]["model_cache_dir"] = _resolve(settings["local"]["model_cache_dir"], base)

@@ -58,6 +58,13 @@ def format_settings(cfg: Any) -> str:
         model = next(m for m in cfg.models if m["name"] == name)
         lines.append(f"names on AWS: {name} -> {aws} (steps *-{aws}, tags"
                      + (f", endpoint {model['endpoint_name']})" if model.get("creates_endpoint") else ")"))
+    tracking = cfg.settings.get("tracking") or {}
+    if tracking.get("mlflow"):
+        lines.append(f"tracking: MLflow {tracking['mlflow']['uri']} (experiment {tracking['mlflow']['experiment']})")
+    if tracking.get("cloudwatch"):
+        cw = tracking["cloudwatch"]
+        lines.append(f"tracking: CloudWatch namespace {cw['namespace']}, {len(cw['alarms'])} alarm(s)"
+                     + (f", dashboard {cw['dashboard']}" if cw["dashboard"] else ""))
     return "\n".join(lines)
 
 
