@@ -1,10 +1,12 @@
 """Let fmeval import and score without the Hugging Face Hub.
 
-fmeval 1.2.3 builds a BERTScore helper that calls `evaluate.load("bertscore")`, which fetches a metric
-script from the Hub, so QAAccuracy and the reporting module fail even to import offline. `evaluate`
-falls back to its module cache: we place a metric module of our own there which loads, and refuses to
-compute (BERTScore needs model weights from the Hub). Offline runs therefore report QAAccuracy's
-word-overlap scores and leave `bertscore` out, saying so. Call `prepare()` before importing fmeval.
+fmeval 1.2.3 loads its metrics with `evaluate.load("bertscore" | "rouge" | "wer")`, which fetches metric
+scripts from the Hub; BERTScore's helper is even built at import, so QAAccuracy and the reporting module
+fail to import offline. `evaluate` falls back to its module cache: we place metric modules of our own
+there (`lib/engine/offline_metrics`): ROUGE over `rouge_score` and WER over `jiwer` compute what the
+Hub's scripts compute; BERTScore loads and refuses to compute (it needs model weights from the Hub).
+What else runs offline, and with which substitute, is `lib.engine.fmeval_substitutes`.
+Call `prepare()` before importing fmeval.
 
 On SageMaker (hub reachable) set LLM_EVAL_OFFLINE=0 and fmeval's defaults are used unchanged.
 """
@@ -16,25 +18,22 @@ import os
 import threading
 from pathlib import Path
 
-_MODULE = '''"""BERTScore placeholder written by llm-eval-pipelines: the real metric needs the Hugging Face Hub."""
-import datasets
-import evaluate
+from lib.engine import offline_metrics
 
-
-class Bertscore(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description="unavailable offline", citation="", inputs_description="",
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
-        )
-
-    def _compute(self, predictions, references, **kwargs):
-        raise RuntimeError("BERTScore needs model weights from the Hugging Face Hub, unreachable offline")
-'''
 _HASH = "0" * 63 + "1"  # evaluate looks for 64-character hash folders
 _done = False
 _lock = threading.Lock()
+
+
+def _place(root: Path, metric: str, source: str) -> None:
+    """Where `evaluate` looks for a cached metric module: .../evaluate-metric--<name>/<64-char hash>/<name>.py."""
+    folder = root / "evaluate_modules" / "metrics" / f"evaluate-metric--{metric}" / _HASH
+    folder.mkdir(parents=True, exist_ok=True)
+    for parent in (root / "evaluate_modules", root / "evaluate_modules" / "metrics", folder.parent, folder):
+        (parent / "__init__.py").touch()
+    script = folder / f"{metric}.py"
+    if not script.exists() or script.read_text() != source:
+        script.write_text(source)
 
 
 def is_offline() -> bool:
@@ -51,14 +50,8 @@ def prepare(cache_dir: str | Path | None = None) -> None:
             _done = True
             return
         root = Path(cache_dir or os.path.expanduser("~/.cache/llm-eval-pipelines")) / "hf_modules"
-        folder = root / "evaluate_modules" / "metrics" / "evaluate-metric--bertscore" / _HASH
-        folder.mkdir(parents=True, exist_ok=True)
-        for parent in (root / "evaluate_modules", root / "evaluate_modules" / "metrics",
-                       folder.parent, folder):
-            (parent / "__init__.py").touch()
-        script = folder / "bertscore.py"
-        if not script.exists() or script.read_text() != _MODULE:
-            script.write_text(_MODULE)
+        for filename, metric in offline_metrics.MODULES.items():
+            _place(root, metric, (Path(offline_metrics.__file__).parent / filename).read_text())
         os.environ.setdefault("HF_MODULES_CACHE", str(root))
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_EVALUATE_OFFLINE"] = "1"

@@ -4,8 +4,9 @@ again): fmeval's `evaluate()` with a ModelRunner over the provider's invoker."""
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from lib.engine import fmeval_offline
@@ -60,29 +61,46 @@ def runner_class() -> type:
 
 def evaluate_with_model(algorithm: dict[str, Any], invoker: Any, dataset_uri: str, dataset_name: str,
                         prompt_template: str, num_records: int) -> dict[str, Any]:
-    """Same result shape as `scoring.score_outputs`, without per-record rows."""
+    """Same result shape as `scoring.score_outputs`, without per-record rows. Offline, the algorithm is
+    built with the stand-ins of `lib.engine.fmeval_substitutes`, and the scores that need the network
+    are left out and named in the notes."""
+    from lib.scorers.fmeval_algorithms import offline_notes
+    from lib.scorers.fmeval_scorer import builtin_spec
+
     result: dict[str, Any] = {"eval_name": algorithm["eval_name"], "algorithm": algorithm["name"], "scores": {},
                               "per_record": [], "error": None, "notes": ["scored by fmeval evaluate() with the model"]}
-    if algorithm["name"] == "PromptStereotyping":
-        result["error"] = "PromptStereotyping needs log-probabilities, which this provider's invoker does not return"
-        return result
     fmeval_offline.prepare()
+    spec = builtin_spec(algorithm)
+    offline = fmeval_offline.is_offline() and spec is not None and bool(spec.hub_scores)
+    unavailable: set[str] = set()
     try:
         from fmeval.data_loaders.data_config import DataConfig
 
         module = importlib.import_module(algorithm["module"])
         config_cls = getattr(module, algorithm["config_class"]) if algorithm.get("config_class") else None
         cls = getattr(module, algorithm["name"])
-        algo = cls(config_cls(**algorithm["options"])) if config_cls else cls()
         config = DataConfig(dataset_name=dataset_name, dataset_uri=dataset_uri,
                             dataset_mime_type="application/jsonlines", model_input_location="model_input",
                             target_output_location="target_output")
-        with local_ray():
-            outputs = algo.evaluate(model=runner_class()(invoker), dataset_config=config,
-                                    prompt_template=prompt_template, num_records=num_records, save=False)
+        substitutes = nullcontext()
+        if offline:
+            from lib.engine import fmeval_substitutes
+
+            unavailable = fmeval_substitutes.unavailable_scores(spec)
+            substitutes = fmeval_substitutes.substituted()
+        with substitutes:  # semantic robustness builds its transforms in evaluate(): keep the stand-ins there too
+            algo = cls(config_cls(**algorithm["options"])) if config_cls else cls()
+            if offline:
+                fmeval_substitutes.without_bertscore(algo)
+            with local_ray():
+                outputs = algo.evaluate(model=runner_class()(invoker), dataset_config=config,
+                                        prompt_template=prompt_template, num_records=num_records, save=False)
     except Exception as exc:  # unavailable offline, or the model failed throughout: data, not a crash
         result["error"] = f"{algorithm['name']} could not run: {type(exc).__name__}: {str(exc)[:300]}"
         return result
     scores = outputs[0].dataset_scores or []
-    result["scores"] = {s.name: (None if s.value is None else round(float(s.value), 6)) for s in scores}
+    result["scores"] = {s.name: (None if s.value is None or math.isnan(s.value) else round(float(s.value), 6))
+                        for s in scores if s.name not in unavailable}
+    if offline:
+        result["notes"] += offline_notes(spec, unavailable)
     return result

@@ -16,7 +16,7 @@ from typing import Any
 
 from lib.engine import fmeval_offline
 from lib.engine.score import empty_result, score_rows
-from lib.scorers.fmeval_algorithms import BUILTIN
+from lib.scorers.fmeval_algorithms import BUILTIN, AlgorithmSpec, offline_notes
 
 
 class ScoringUnavailable(RuntimeError):
@@ -47,41 +47,67 @@ def record_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
     return scorer, list(notes)
 
 
+def builtin_spec(algorithm: dict[str, Any]) -> AlgorithmSpec | None:
+    """The table's entry for one of fmeval's own algorithms (None for a class of your own)."""
+    spec = BUILTIN.get(algorithm["name"])
+    return spec if spec is not None and algorithm.get("module", spec.module) == spec.module else None
+
+
 def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], dict[str, float]], list[str]]:
     fmeval_offline.prepare()
     name = algorithm["name"]
-    notes: list[str] = []
     try:
         module = importlib.import_module(algorithm["module"])
     except Exception as exc:
         raise ScoringUnavailable(f"{algorithm['module']} does not import: {type(exc).__name__}: {exc}") from None
+    spec = builtin_spec(algorithm)
+    if spec is None or not fmeval_offline.is_offline() or not spec.hub_scores:
+        return _evaluate_sample(name, lambda: _construct(algorithm, module)), []
 
-    if name == "QAAccuracy" and fmeval_offline.is_offline():
+    from lib.engine import fmeval_substitutes
+
+    unavailable = fmeval_substitutes.unavailable_scores(spec)
+    notes = offline_notes(spec, unavailable)
+    if name == "QAAccuracy":
         # The full algorithm adds BERTScore, whose model comes from the Hub. fmeval's own transform
         # computes the other five scores exactly as QAAccuracy does.
         transform = module.QAAccuracyScores(
             target_output_delimiter=algorithm["options"].get("target_output_delimiter", "<OR>"))
         names = list(module.QA_ACCURACY_SCORE_NAMES)
-        notes.append("bertscore omitted: it needs a model from the Hugging Face Hub (offline run)")
 
         def qa(model_input: str, target: str, output: str) -> dict[str, float]:
             record = transform({"target_output": target, "model_output": output})
             return {n: float(record[n]) for n in names}
 
         return qa, notes
+    if name == "SummarizationAccuracy":
+        return _summarization_offline(algorithm, module, unavailable), notes
+    with fmeval_substitutes.substituted():  # the toxicity family builds the profanity classifier here
+        score = _evaluate_sample(name, lambda: _construct(algorithm, module))
 
+    def available(model_input: str, target: str, output: str) -> dict[str, float]:
+        return {k: v for k, v in score(model_input, target, output).items() if k not in unavailable}
+
+    return available, notes
+
+
+def _construct(algorithm: dict[str, Any], module: Any) -> Any:
     try:
-        cls = getattr(module, name)
+        cls = getattr(module, algorithm["name"])
         config = _config(algorithm, module)
-        algo = cls(config) if config is not None else cls()
+        return cls(config) if config is not None else cls()
     except Exception as exc:
         why = ("; offline runs lack the helper models it downloads from the Hugging Face Hub or GitHub"
                if fmeval_offline.is_offline() else "")
-        raise ScoringUnavailable(f"{name} cannot be constructed here ({type(exc).__name__}: {str(exc)[:200]}){why}") \
-            from None
+        raise ScoringUnavailable(f"{algorithm['name']} cannot be constructed here "
+                                 f"({type(exc).__name__}: {str(exc)[:200]}){why}") from None
 
+
+def _evaluate_sample(name: str, build: Callable[[], Any]) -> Callable[[str, str, str], dict[str, float]]:
+    """fmeval's per-record scoring: `evaluate_sample` with the arguments its signature asks for."""
     import inspect
 
+    algo = build()
     params = list(inspect.signature(algo.evaluate_sample).parameters)
 
     def score(model_input: str, target: str, output: str) -> dict[str, float]:
@@ -89,7 +115,35 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
         scores = algo.evaluate_sample(**{p: available[p] for p in params if p in available})
         return {s.name: float(s.value) for s in scores if s.value is not None}
 
-    return score, notes
+    return score
+
+
+def _summarization_offline(algorithm: dict[str, Any], module: Any, unavailable: set[str]
+                           ) -> Callable[[str, str, str], dict[str, float]]:
+    """SummarizationAccuracy's own transforms (METEOR, ROUGE; BERTScore left out), built as the algorithm
+    builds them, so the numbers are fmeval's."""
+    from lib.engine import fmeval_substitutes
+
+    try:
+        config = _config(algorithm, module) or module.SummarizationAccuracyConfig()
+        with fmeval_substitutes.substituted():
+            meteor, rouge, _ = module.SummarizationAccuracy._create_transforms(
+                target_output_keys=["target_output"], model_output_keys=["model_output"], meteor_keys=["meteor"],
+                rouge_keys=["rouge"], bertscore_keys=["bertscore"], rouge_type=config.rouge_type,
+                use_stemmer_for_rouge=config.use_stemmer_for_rouge,
+                bertscore_model=fmeval_substitutes.UnavailableBertscore())
+    except Exception as exc:
+        raise ScoringUnavailable(f"SummarizationAccuracy cannot be constructed here "
+                                 f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    transforms = [t for t, n in ((meteor, "meteor"), (rouge, "rouge")) if n not in unavailable]
+
+    def summarization(model_input: str, target: str, output: str) -> dict[str, float]:
+        record: dict[str, Any] = {"target_output": target, "model_output": output}
+        for transform in transforms:
+            record = transform(record)
+        return {n: float(record[n]) for n in ("meteor", "rouge") if n in record}
+
+    return summarization
 
 
 class FmevalScorer:
