@@ -205,6 +205,22 @@ def test_every_wrong_answer_is_listed_and_counted(tmp_path):
     assert listed == [f"r{i:03d}" for i in range(17, 40)]
 
 
+def test_a_long_run_shows_its_disagreements_first_and_counts_every_record(tmp_path):
+    # 12 records, 5 shown: the 3 where the models disagree (r002, r007, r011) first, then the first others
+    summary, layout = make_run(tmp_path, {"a": right("110111101110"), "b": right("111111111111")})
+    doc = page(run_report_html(summary, layout, shown_up_to=5))
+    rows = doc.one("table", id="records").one("tbody").all("tr")
+    assert [r.attrs["data-id"] for r in rows] == ["r000", "r001", "r002", "r007", "r011"]
+    assert "This page shows 5 of the 12 records" in " ".join(doc.one("p", id="records-shown").text().split())
+    weak = {d.attrs["data-model"]: d for d in doc.all("details", **{"class": "wrong"})}["a"]
+    assert weak.attrs["data-count"] == "3" and len(weak.one("tbody").all("tr")) == 3  # under the cap: all
+    small = page(run_report_html(summary, layout, shown_up_to=2))
+    weak = {d.attrs["data-model"]: d for d in small.all("details", **{"class": "wrong"})}["a"]
+    assert weak.attrs["data-count"] == "3" and len(weak.one("tbody").all("tr")) == 2
+    assert "The first 2 of 3; the rest are in models/a/outputs.jsonl" in " ".join(weak.text().split())
+    assert page(run_report_html(summary, layout)).all("p", id="records-shown") == []  # nothing left out
+
+
 def test_identical_charts_are_collapsed_and_constant_metrics_get_a_line(tmp_path):
     extra = {"a": {"qa_accuracy": {"f1_score": 0.4, "exact_match_score": 0.5, "quasi_exact_match_score": 0.5,
                                    "precision_over_words": 0.3}},

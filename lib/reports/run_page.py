@@ -25,6 +25,9 @@ _PAGE = jinja2.Environment(autoescape=True)
 
 RIGHT_AT = 0.5  # a record is answered right when its selection score is at least this (at most, if lower is better)
 OPEN_UP_TO = 15  # a model's wrong answers start unfolded when there are at most this many
+# rows the page holds side by side, and wrong answers per model: every count stays exact, and past these
+# the page says where the rest are (20,000 records made a 9 MB page in 8 s; each run renders it twice)
+SHOWN_UP_TO = 2_000
 RUN_COLUMNS = ("error_rate", "latency_p95_s", "cost_usd")  # compared with the previous run and the champion
 RELATIVE_NOISE = 0.05  # a latency or cost that moved by less than this share counts as unchanged
 
@@ -256,7 +259,10 @@ details.wrong summary{cursor:pointer}details.wrong table{table-layout:fixed}
 
 <h2 id="records-side-by-side">Records side by side</h2>
 {% if records.rows %}
-<p class="muted">{{ records.rows|length }} records · {{ records.disagree }} where the models disagree ·
+{% if records.total > records.rows|length %}<p class="muted" id="records-shown">This page shows {{ records.rows|length
+}} of the {{ records.total }} records (where the models disagree first); every answer is in {{ records.files
+}} and every score beside it.</p>{% endif %}
+<p class="muted">{{ records.total }} records · {{ records.disagree }} where the models disagree ·
 the score is {{ label(records.metric) }}: right when {{ records.rule }}, wrong otherwise or when the call failed.
 Records where the models disagree have a yellow edge.</p>
 <div class="controls"><label>Show <select id="record-filter">
@@ -287,6 +293,8 @@ Records where the models disagree have a yellow edge.</p>
 {% for m in records.models %}<details class="wrong" data-model="{{ m.name }}" data-count="{{ m.wrong }}"
 {%- if 0 < m.wrong <= open_up_to %} open{% endif %}><summary><b>{{ m.name }}</b>: {{ m.wrong }} wrong of
 {{ m.scored }} scored records{% if m.unscored %} ({{ m.unscored }} not scored){% endif %}</summary>
+{% if m.wrong > m.wrong_rows|length %}<p class="muted">The first {{ m.wrong_rows|length }} of {{ m.wrong }};
+the rest are in models/{{ m.name }}/outputs.jsonl.</p>{% endif %}
 {% if m.wrong_rows %}<table><thead><tr><th style="width:6rem">id</th><th>question</th><th>target</th><th>answer</th>
 <th class="num" style="width:6rem">score</th></tr></thead><tbody>
 {% for r in m.wrong_rows %}<tr><td><small>{{ r.id }}</small></td><td>{{ r.question }}</td>
@@ -474,9 +482,12 @@ def _record_metric(summary: RunSummary, objectives: list[dict[str, Any]]) -> str
 
 
 def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, Any]],
-             order: list[str]) -> dict[str, Any]:
+             order: list[str], shown_up_to: int = SHOWN_UP_TO) -> dict[str, Any]:
+    """Every record side by side, and each model's wrong answers: at most ``shown_up_to`` of each (the
+    records where the models disagree first), with the counts of all of them."""
     key = _record_metric(summary, objectives)
-    out: dict[str, Any] = {"rows": [], "models": [], "disagree": 0, "metric": key, "note": ""}
+    out: dict[str, Any] = {"rows": [], "models": [], "disagree": 0, "metric": key, "note": "", "total": 0,
+                           "files": ""}
     if key is None:
         out["note"] = "No model has a score: there is nothing to compare record by record."
         return out
@@ -524,13 +535,28 @@ def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, 
             if not right:
                 wrong.append(f"w{i}")
                 models[i]["wrong"] += 1
-                models[i]["wrong_rows"].append({**rec, "output": (answer or {}).get("output"), "error": error,
-                                                "score": value})
+                if len(models[i]["wrong_rows"]) < shown_up_to:
+                    models[i]["wrong_rows"].append({**rec, "output": (answer or {}).get("output"), "error": error,
+                                                    "score": value})
         disagree = len(set(verdicts)) > 1
         out["disagree"] += disagree
+        out["total"] += 1
         out["rows"].append({**rec, "cells": cells, "disagree": disagree, "wrong": wrong})
+        if len(out["rows"]) >= 2 * shown_up_to:  # keep the disagreements first, the list short
+            out["rows"] = _first(out["rows"], shown_up_to)
+    out["rows"] = _first(out["rows"], shown_up_to)
     out["models"] = models
+    out["files"] = ", ".join(f"models/{n}/outputs.jsonl" for n in names)
     return out
+
+
+def _first(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """At most ``n`` rows, those where the models disagree first, each group in dataset order."""
+    if len(rows) <= n:
+        return rows
+    picked = {id(r) for r in [r for r in rows if r["disagree"]][:n]}
+    picked |= {id(r) for r in [r for r in rows if not r["disagree"]][:n - len(picked)]}
+    return [r for r in rows if id(r) in picked]
 
 
 def _changes(now: ModelResult, before: ModelResult, keys: dict[str, list[str]]) -> dict[str, Any]:
@@ -665,14 +691,15 @@ def _guarded(what: str, notes: list[str], fn: Any, default: Any) -> Any:
         return default
 
 
-def run_report_html(summary: RunSummary, layout: RunLayout) -> str:
+def run_report_html(summary: RunSummary, layout: RunLayout, shown_up_to: int = SHOWN_UP_TO) -> str:
+    """The run's page. ``shown_up_to``: records side by side, and wrong answers per model, the page holds."""
     from lib.decide.status import problems
 
     objectives = _objectives(summary)
     order = _order(summary)
     notes: list[str] = []
     charts = _charts(summary, objectives, order)
-    records = _guarded("per-record view", notes, lambda: _records(summary, layout, objectives, order),
+    records = _guarded("per-record view", notes, lambda: _records(summary, layout, objectives, order, shown_up_to),
                        {"rows": [], "models": [], "disagree": 0, "metric": None,
                         "note": "The per-record view could not be built (see the note at the end)."})
     previous = _guarded("comparison with the previous run", notes,
