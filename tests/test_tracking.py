@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, write_dataset
+from conftest import ROOT, fake_aws, write_dataset
 from fake_servers import chat_server, reply
 
 moto = pytest.importorskip("moto")
@@ -24,10 +24,7 @@ SNS = "arn:aws:sns:us-east-1:123456789012:oncall"
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fake_aws(monkeypatch, AWS_REGION="us-east-1")
     with moto.mock_aws():
         import boto3
 
