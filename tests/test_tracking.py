@@ -184,6 +184,24 @@ def test_publishing_again_updates_the_same_runs(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["tracking"]["mlflow"]["run_id"] == first
 
 
+def test_an_interrupted_run_sends_nothing(tmp_path, aws):
+    """Ctrl-C ends a run within seconds: no mlflow import, no alarm paged for a run that did not finish."""
+    from lib import sinks
+    from lib.run.layout import RunLayout
+    from lib.run.records import INTERRUPTED, ModelResult, RunSummary, Selection
+
+    summary = RunSummary("p", "e", {"m": ModelResult("m", status=INTERRUPTED, scores={"e": {"s": 0.1}})},
+                         Selection("e"), status=INTERRUPTED)
+    tracking = {"mlflow": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "x"},
+                "cloudwatch": {"namespace": "N", "region": None, "dashboard": "d", "alarms": []}}
+    assert sinks.publish(summary, RunLayout(str(tmp_path / "run")), tracking=tracking) == []
+    assert {k: v["skipped"] for k, v in summary.tracking.items()} == {
+        "mlflow": "the run was interrupted", "cloudwatch": "the run was interrupted: nothing put"}
+    assert not (tmp_path / "mlflow.db").exists()
+    assert aws.client("cloudwatch").list_metrics(Namespace="N")["Metrics"] == []
+    assert sinks.outcome_lines(summary)[0] == "cloudwatch: nothing sent: the run was interrupted: nothing put"
+
+
 def test_a_sagemaker_mlflow_arn_resolves_through_the_plugin(write_config, config_dir):
     from mlflow.tracking._tracking_service.utils import _get_store
     from sagemaker_mlflow.mlflow_sagemaker_store import MlflowSageMakerStore

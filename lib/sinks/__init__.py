@@ -79,11 +79,12 @@ def outcome_lines(summary: RunSummary) -> list[str]:
     for name, outcome in sorted(summary.tracking.items()):
         if outcome.get("status") == FAILED:
             lines.append(f"{name}: FAILED (the run went on): {outcome.get('error')}")
+        elif outcome.get("skipped"):
+            lines.append(f"{name}: nothing sent: {outcome['skipped']}")
         elif name == "mlflow":
             lines.append(f"mlflow: run {outcome.get('run_id')} in experiment {outcome.get('experiment')}"
                          + (f"; view: {outcome['view']}" if outcome.get("view") else f" at {outcome.get('uri')}"))
         elif name == "cloudwatch":
-            lines.append(f"cloudwatch: {outcome.get('skipped') or str(outcome.get('metrics')) + ' metrics'} in "
-                         f"namespace {outcome.get('namespace')}"
+            lines.append(f"cloudwatch: {outcome.get('metrics')} metrics in namespace {outcome.get('namespace')}"
                          + (f"; dashboard {outcome['dashboard']}" if outcome.get("dashboard") else ""))
     return lines

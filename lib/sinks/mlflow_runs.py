@@ -90,6 +90,8 @@ class MlflowSink:
         self.experiment = tracking["mlflow"]["experiment"]
 
     def publish(self, summary: RunSummary, layout: RunLayout) -> dict[str, Any]:
+        if summary.status == INTERRUPTED:  # Ctrl-C ends a run in seconds: not the seconds of importing mlflow
+            return {"uri": self.uri, "experiment": self.experiment, "skipped": "the run was interrupted"}
         client = _client(self.uri)
         experiment_id = _experiment_id(client, self.experiment, self.uri)
         parent = self._parent(client, experiment_id, summary)
@@ -140,7 +142,7 @@ class MlflowSink:
         tags = {"llm_eval.status": result.status, "llm_eval.selected": str(result.model == selection.best).lower(),
                 "llm_eval.rank": str(rank) if rank else "", "llm_eval.error": result.error or "",
                 "llm_eval.excluded": selection.excluded.get(result.model, "")}
-        if LOGGED_TAG not in run.data.tags and result.status != INTERRUPTED:
+        if LOGGED_TAG not in run.data.tags:
             params = {**self.tracking.get("models", {}).get(result.model, {}), **self._dataset_params(summary)}
             if not params.get("provider") and result.provider:
                 params["provider"] = result.provider
@@ -154,8 +156,7 @@ class MlflowSink:
             self._dataset_input(client, run_id, summary)
             tags[LOGGED_TAG] = "1"
         client.log_batch(run_id, tags=[RunTag(k, _tag(v)) for k, v in tags.items() if v not in ("", None)])
-        client.set_terminated(run_id, "FAILED" if result.status == FAILED else
-                              "KILLED" if result.status == INTERRUPTED else "FINISHED")
+        client.set_terminated(run_id, "FAILED" if result.status == FAILED else "FINISHED")
 
     def _records(self, client: Any, run_id: str, result: ModelResult, layout: RunLayout) -> None:
         """The per-record table: each record's prompt, answer, error, latency and every score."""
@@ -226,7 +227,7 @@ class MlflowSink:
                          "llm_eval.registry.approval_status": reg.approval_status or "",
                          "llm_eval.registry.model_package_arn": reg.model_package_arn or "",
                          "llm_eval.registry.reason": reg.reason or reg.error or ""})
-        if LOGGED_TAG not in parent.data.tags and summary.status != INTERRUPTED:
+        if LOGGED_TAG not in parent.data.tags:
             params = {"pipeline": summary.pipeline, "execution_id": summary.execution_id or "",
                       "config_hash": summary.config_hash or self.tracking.get("config_hash") or "",
                       "selection_metric": sel.metric, "selection_direction": sel.direction,
@@ -258,7 +259,7 @@ class MlflowSink:
         client.log_dict(run_id, summary.to_dict(), posixpath.basename(layout.summary))
         if storage.exists(layout.report):
             client.log_text(run_id, storage.read_text(layout.report), posixpath.basename(layout.report))
-        client.set_terminated(run_id, "KILLED" if summary.status == INTERRUPTED else "FINISHED")
+        client.set_terminated(run_id, "FINISHED")
 
 
 def _quoted(value: str) -> str:
