@@ -698,6 +698,13 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
                 f" (both name their scores '{n}': give one of them another 'name')"
             raise doc.error(["algorithms", i, "algorithm"],
                             f"the algorithm '{algos[i]['name']}' is listed twice{named}")
+    for i, algorithm in enumerate(algos):  # a scorer that needs something of every candidate (log-probabilities)
+        check_models = getattr(scorers.scorer_class(algorithm["kind"]), "check_models", None)
+        try:
+            if check_models is not None:
+                check_models(algorithm, models)
+        except scorers.ScorerConfigError as exc:
+            raise doc.error(["algorithms", i, *exc.where], str(exc)) from None
     if dataset.get("benchmark"):  # the benchmark's scorer comes first: without `selection`, it picks
         algos.insert(0, _benchmark_scorer(doc, dataset["benchmark"], algos))
     selection = _check_selection(doc, data.get("selection") or {}, algos)

@@ -34,6 +34,12 @@ class Answer:
     text: str
     prompt_tokens: int | None = None
     generated_tokens: int | None = None
+    log_probability: float | None = None  # of the prompt, when asked for (`with_log_probabilities`)
+
+
+# What asks a container for the log-probability of the prompt: Hugging Face TGI's prefill details. TGI
+# generates at least one token; the local server generates none when asked for these.
+LOG_PROBABILITY_PARAMETERS = {"details": True, "decoder_input_details": True, "max_new_tokens": 1}
 
 
 def fill_placeholder(template: Any, prompt: str) -> Any:
@@ -47,19 +53,42 @@ def fill_placeholder(template: Any, prompt: str) -> Any:
     return copy.deepcopy(template)
 
 
-def build_body(invoke: dict[str, Any], prompt: str) -> dict[str, Any]:
-    """The request body the AWS sample sends: ``{"inputs": <content_template>, "parameters": ...}``."""
+def build_body(invoke: dict[str, Any], prompt: str, log_probabilities: bool = False) -> dict[str, Any]:
+    """The request body the AWS sample sends: ``{"inputs": <content_template>, "parameters": ...}``;
+    with ``log_probabilities``, asking for the prompt's token log-probabilities instead of an answer."""
     body: dict[str, Any] = {"inputs": fill_placeholder(invoke["content_template"], prompt)}
     params = dict(invoke.get("inference_parameters") or {})
     if invoke.get("system_prompt"):
         params["system_prompt"] = invoke["system_prompt"]
+    if log_probabilities:
+        params.update(LOG_PROBABILITY_PARAMETERS)
     if params:
         body["parameters"] = params
     return body
 
 
-def read_answer(invoke: dict[str, Any], payload: Any) -> Answer:
-    """Apply the model's ``output`` JMESPath; pick up token counts where the server reports them."""
+def prompt_log_probability(payload: Any) -> tuple[float, int]:
+    """(the prompt's log-probability, its tokens) from TGI's ``details.prefill``: the sum over the prompt's
+    tokens of each one's log-probability given those before it (the first token, which nothing precedes,
+    has none). An answer without them is a PermanentError saying so."""
+    first = payload[0] if isinstance(payload, list) and payload else payload
+    details = first.get("details") if isinstance(first, dict) else None
+    prefill = details.get("prefill") if isinstance(details, dict) else None
+    values = [t.get("logprob") for t in prefill if isinstance(t, dict)] if isinstance(prefill, list) else []
+    known = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not known:
+        raise PermanentError("the answer holds no log-probabilities (details.prefill with a logprob per token): "
+                             "this container does not return them; Hugging Face TGI containers do, asked with "
+                             f"decoder_input_details; the answer began {redact(json.dumps(payload)[:2000])[:150]}")
+    return sum(known), len(values)
+
+
+def read_answer(invoke: dict[str, Any], payload: Any, log_probabilities: bool = False) -> Answer:
+    """Apply the model's ``output`` JMESPath; pick up token counts where the server reports them. With
+    ``log_probabilities``, the answer is the prompt's log-probability (its text, when any, is ignored)."""
+    if log_probabilities:
+        value, tokens = prompt_log_probability(payload)
+        return Answer("", prompt_tokens=tokens, generated_tokens=0, log_probability=value)
     text = jmespath.search(invoke["output"], payload)
     if text is None:
         raise PermanentError(f"the output path '{invoke['output']}' found nothing in "
@@ -100,16 +129,29 @@ def post_json(url: str, body: Any, headers: dict[str, str], timeout: float, secr
         raise PermanentError(redact(f"the answer is not JSON: {exc}", *secrets)) from None
 
 
+def with_log_probabilities(invoker: Any) -> Any:
+    """A copy of ``invoker`` whose answers are the log-probability of each prompt (`Answer.log_probability`),
+    or None when this kind of invoker cannot ask for one."""
+    if not hasattr(invoker, "log_probabilities"):
+        return None
+    twin = copy.copy(invoker)
+    twin.log_probabilities = True
+    return twin
+
+
 class HttpInvoker:
     """POST to a server speaking the SageMaker container contract (`/invocations`)."""
 
-    def __init__(self, url: str, invoke: dict[str, Any], timeout: float = 120.0) -> None:
+    def __init__(self, url: str, invoke: dict[str, Any], timeout: float = 120.0,
+                 log_probabilities: bool = False) -> None:
         self.url = url.rstrip("/") + "/invocations"
         self.invoke = invoke
         self.timeout = timeout
+        self.log_probabilities = log_probabilities  # see `with_log_probabilities`
 
     def __call__(self, prompt: str) -> Answer:
         headers = {"Accept": "application/json"}
         if self.invoke.get("custom_attributes"):
             headers["X-Amzn-SageMaker-Custom-Attributes"] = self.invoke["custom_attributes"]
-        return read_answer(self.invoke, post_json(self.url, build_body(self.invoke, prompt), headers, self.timeout))
+        body = build_body(self.invoke, prompt, self.log_probabilities)
+        return read_answer(self.invoke, post_json(self.url, body, headers, self.timeout), self.log_probabilities)

@@ -13,6 +13,10 @@ so neither ever branches on a provider's name:
   something is a SageMaker endpoint named by ``endpoint_name`` (so names must be unique in a run);
 - ``runs_on_sagemaker``: it can be a step of a SageMaker pipeline (a model on this machine cannot);
 - ``finetunes``: true when the class overrides ``finetune``;
+- ``log_probabilities``: whether its invoker can return the log-probability of a prompt, which
+  PromptStereotyping needs (`lib.engine.invokers.with_log_probabilities`): True always; ``"details"``
+  when the model's container answers with Hugging Face TGI's ``details.prefill`` (asked for with
+  ``decoder_input_details``), as JumpStart's and Hugging Face's LLM containers do; False never;
 - ``default_inference_parameters``; ``price`` (what an hour or a token costs, when known).
 
 ``validate`` checks meaning beyond the schema and may normalise the model (e.g. resolve a path).
@@ -50,6 +54,7 @@ class Provider:
     deploys = True  # a plug-in may create something: it gets a cleanup step unless it says otherwise
     sagemaker_endpoint = False
     runs_on_sagemaker = True
+    log_probabilities: ClassVar[bool | str] = False
     default_inference_parameters: ClassVar[dict[str, Any]] = {}
     # imported once, before any worker thread starts: two threads importing the SDK's modules at once
     # can meet a half-initialised module (a circular import error)

@@ -12,6 +12,7 @@ from lib.providers.sagemaker_base import SageMakerEndpointInvoker
 class EndpointProvider(Provider):
     name = "endpoint"
     deploys = False  # the endpoint is the user's: nothing is created, nothing deleted
+    log_probabilities = "details"  # when its container is TGI's (see Provider.log_probabilities)
     required_keys = {"endpoint_name": "the existing endpoint to evaluate"}
 
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,

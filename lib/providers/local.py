@@ -86,6 +86,7 @@ class LocalProvider(Provider):
     default_max_concurrency = 16  # the server batches concurrent requests
     runs_on_sagemaker = False  # the model lives on this machine
     default_inference_parameters = {"max_new_tokens": 32}  # CPU generation is slow: short answers
+    log_probabilities = True  # its server scores a prompt's tokens in one forward pass (TGI's details.prefill)
 
     @classmethod
     def validate(cls, model: dict[str, Any], base: Path) -> None:

@@ -139,6 +139,30 @@ class LocalLM:
             })
         return results
 
+    def prefill(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Each text's tokens with the log-probability of each given those before it, in one forward pass:
+        what Hugging Face TGI returns as ``details.prefill``. The text is scored as it is (no chat template),
+        after the BOS token, so its first token has a log-probability too; their sum matches the model's loss."""
+        torch = self._torch
+        bos = self.tokenizer.bos_token_id
+        rows = [([bos] if bos is not None else []) + self.tokenizer(t, add_special_tokens=False)["input_ids"]
+                for t in texts]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        # padded on the right, so every text keeps its own positions; the padding is never read
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        with self._lock, torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        results = []
+        for i, row in enumerate(rows):
+            tokens = [{"id": tok, "text": self.tokenizer.decode([tok]),
+                       "logprob": None if j == 0 else round(float(logp[i, j - 1]), 6)} for j, tok in enumerate(row)]
+            results.append({"generated_text": "", "prompt_tokens": len(row), "generated_tokens": 0,
+                            "prefill": tokens})
+        return results
+
 
 def load(model_id: str, cache_dir: str | Path, adapter: str | None = None,
          progress: Callable[[str], None] = print) -> LocalLM:

@@ -2,7 +2,9 @@
 
 `GET /ping` -> 200; `POST /invocations` with `{"inputs": str | chat, "parameters": {...}}` ->
 `[{"generated_text": ..., "details": {...}}]`. Concurrent requests are gathered into one batched
-`generate` call (`make bench` measures the gain against one at a time).
+`generate` call (`make bench` measures the gain against one at a time). With
+`"decoder_input_details": true` the inputs are scored instead of continued: `details.prefill` lists their
+tokens with log-probabilities, as Hugging Face TGI returns them (nothing is generated).
 """
 
 from __future__ import annotations
@@ -79,8 +81,11 @@ class Batcher:
                 groups.setdefault(json.dumps(item[1], sort_keys=True), []).append(item)
             for group in groups.values():
                 self.batches.append(len(group))
+                params = dict(group[0][1])
+                # a request for the prompt's log-probabilities is scored, not continued
+                run = self.lm.prefill if params.pop("decoder_input_details", False) else self.lm.generate
                 try:
-                    results = self.lm.generate([g[0] for g in group], **group[0][1])
+                    results = run([g[0] for g in group], **params)
                 except Exception as exc:  # answer every waiting request, never leave one hanging
                     for _, _, fut in group:
                         fut.set_exception(exc)
@@ -168,7 +173,14 @@ class LocalEndpoint:
                     body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                     params = body.get("parameters") or {}
                     gen = {k: params[k] for k in _GEN_KEYS if k in params}
-                    text = _to_text(endpoint.lm, body.get("inputs"), params.get("system_prompt"))
+                    if params.get("decoder_input_details"):
+                        # TGI's contract: the log-probabilities of the inputs' tokens; a string is scored as it
+                        # is (no chat template), a chat as the template writes it
+                        inputs = body.get("inputs")
+                        text = inputs if isinstance(inputs, str) else _to_text(endpoint.lm, inputs)
+                        gen = {"decoder_input_details": True}
+                    else:
+                        text = _to_text(endpoint.lm, body.get("inputs"), params.get("system_prompt"))
                 except (ValueError, TypeError, AttributeError) as exc:
                     self._reply(400, {"error": f"bad request: {exc}"})
                     return
@@ -177,11 +189,10 @@ class LocalEndpoint:
                 except Exception as exc:  # the model failed: a 500, as a real container would answer
                     self._reply(500, {"error": f"{type(exc).__name__}: {exc}"})
                     return
-                self._reply(200, [{
-                    "generated_text": result["generated_text"],
-                    "details": {"prompt_tokens": result["prompt_tokens"],
-                                "generated_tokens": result["generated_tokens"]},
-                }])
+                details = {"prompt_tokens": result["prompt_tokens"], "generated_tokens": result["generated_tokens"]}
+                if "prefill" in result:
+                    details["prefill"] = result["prefill"]
+                self._reply(200, [{"generated_text": result["generated_text"], "details": details}])
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -32,6 +32,7 @@ class SageMakerEndpointProvider(Provider):
 
     default_max_concurrency = 4
     sagemaker_endpoint = True
+    log_probabilities = "details"  # TGI containers (JumpStart's and Hugging Face's LLM images) return them
     preload_modules = ("sagemaker", "sagemaker.serializers", "sagemaker.deserializers")
 
     def deploy(self, model: dict[str, Any], finetuned: dict[str, Any] | None,
@@ -83,8 +84,10 @@ class SageMakerEndpointInvoker:
     """invoke_endpoint with the model's content template and JMESPath output. Picklable: the client is
     made on first use, per process."""
 
-    def __init__(self, endpoint_name: str, invoke: dict[str, Any], region: str | None = None) -> None:
+    def __init__(self, endpoint_name: str, invoke: dict[str, Any], region: str | None = None,
+                 log_probabilities: bool = False) -> None:
         self.endpoint_name, self.invoke, self.region = endpoint_name, invoke, region
+        self.log_probabilities = log_probabilities  # `lib.engine.invokers.with_log_probabilities`
         self._client = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -94,7 +97,8 @@ class SageMakerEndpointInvoker:
         if self._client is None:
             self._client = aws.client("sagemaker-runtime", self.region, self.invoke.get("timeout_seconds", 120))
         kwargs: dict[str, Any] = {"EndpointName": self.endpoint_name, "ContentType": "application/json",
-                                  "Accept": "application/json", "Body": json.dumps(build_body(self.invoke, prompt))}
+                                  "Accept": "application/json",
+                                  "Body": json.dumps(build_body(self.invoke, prompt, self.log_probabilities))}
         if self.invoke.get("custom_attributes"):
             kwargs["CustomAttributes"] = self.invoke["custom_attributes"]
         try:
@@ -107,4 +111,4 @@ class SageMakerEndpointInvoker:
             if code or hasattr(exc, "response"):
                 raise PermanentError(redact(f"{code}: {exc}")) from None
             raise TransientError(redact(f"{type(exc).__name__}: {exc}")) from None  # connection trouble
-        return read_answer(self.invoke, json.loads(response["Body"].read()))
+        return read_answer(self.invoke, json.loads(response["Body"].read()), self.log_probabilities)

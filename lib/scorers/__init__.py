@@ -11,7 +11,9 @@ A kind may own config keys of its own (`LLMJudge`'s rubrics, `CustomScorer`'s im
 then has ``config_keys`` and a classmethod ``check_config(raw) -> dict`` that raises `ScorerConfigError`,
 and ``model_keys``, the keys holding a model of any provider (a judge), which config loading normalises
 as it does a candidate's. A class with ``takes_context`` is built with the evaluate step's context:
-``model`` (the candidate), ``layout``, ``cache_root`` and ``progress``.
+``model`` (the candidate), ``layout``, ``cache_root`` and ``progress``. A classmethod
+``check_models(algorithm, models)`` raising `ScorerConfigError` refuses, at validate, candidates the
+scorer cannot score (PromptStereotyping: a provider without log-probabilities).
 """
 
 from __future__ import annotations

@@ -147,15 +147,34 @@ def _summarization_offline(algorithm: dict[str, Any], module: Any, unavailable: 
 
 
 class FmevalScorer:
-    """One configured fmeval algorithm (built in, or your own class by import path)."""
+    """One configured fmeval algorithm (built in, or your own class by import path). Built with the evaluate
+    step's context: PromptStereotyping asks the candidate (``context["model"]``) for log-probabilities."""
 
     kind = "fmeval"
+    takes_context = True
 
-    def __init__(self, algorithm: dict[str, Any]) -> None:
+    def __init__(self, algorithm: dict[str, Any], context: dict[str, Any] | None = None) -> None:
         self.algorithm = algorithm
+        self.context = context or {}
         self.needs_model = bool(algorithm.get("needs_model"))
-        spec = BUILTIN.get(algorithm["name"])
+        spec = builtin_spec(algorithm)
         self.lower_is_better = bool(spec and spec.lower_is_better)
+        self.needs_log_probabilities = bool(spec and spec.needs_log_probabilities)
+
+    @classmethod
+    def check_models(cls, algorithm: dict[str, Any], models: list[dict[str, Any]]) -> None:
+        """At validate: an algorithm that needs log-probabilities names each candidate whose provider cannot
+        return them (`lib.providers.base.Provider.log_probabilities`)."""
+        spec = builtin_spec(algorithm)
+        if not (spec and spec.needs_log_probabilities):
+            return
+        from lib.engine.stereotyping import provider_problem
+        from lib.scorers import ScorerConfigError
+
+        problems = [p for p in (provider_problem(m["provider"], m["name"]) for m in models) if p]
+        if problems:
+            raise ScorerConfigError(["algorithm"], problems[0] + (f" (nor can {len(problems) - 1} other model(s))"
+                                                                  if len(problems) > 1 else ""))
 
     def score(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -167,6 +186,19 @@ class FmevalScorer:
     def score_with_model(self, invoker: Callable, dataset: dict[str, Any], invoke: dict[str, Any],
                          limit: int) -> dict[str, Any]:
         from lib import storage
+
+        if self.needs_log_probabilities:
+            from lib.engine.invoke import RetryPolicy
+            from lib.engine.stereotyping import score_stereotyping
+            from lib.providers import provider_class
+
+            model = self.context.get("model")
+            if not model:
+                return empty_result(self.algorithm, error="PromptStereotyping asks the candidate model itself: "
+                                    "its scorer needs the evaluate step's context")
+            concurrency = invoke.get("max_concurrency") or provider_class(model["provider"]).default_max_concurrency
+            return score_stereotyping(self.algorithm, invoker, storage.read_jsonl(dataset["uri"])[:limit], model,
+                                      concurrency, RetryPolicy(max_retries=invoke.get("max_retries", 4)))
         from lib.engine.with_model import evaluate_with_model
 
         return evaluate_with_model(self.algorithm, invoker, storage.local_copy(dataset["uri"]),
