@@ -79,6 +79,11 @@ def parent(uri: str) -> str:
     return str(Path(uri).parent)
 
 
+def relative(uri: str, root: str) -> str:
+    """``uri`` as a path below ``root`` (both local, or both S3)."""
+    return uri[len(root):].lstrip("/") if uri.startswith(root) else uri
+
+
 def join(root: str, *parts: str) -> str:
     if root.startswith("s3://"):
         return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])

@@ -294,7 +294,7 @@ Records where the models disagree have a yellow edge.</p>
 {%- if 0 < m.wrong <= open_up_to %} open{% endif %}><summary><b>{{ m.name }}</b>: {{ m.wrong }} wrong of
 {{ m.scored }} scored records{% if m.unscored %} ({{ m.unscored }} not scored){% endif %}</summary>
 {% if m.wrong > m.wrong_rows|length %}<p class="muted">The first {{ m.wrong_rows|length }} of {{ m.wrong }};
-the rest are in models/{{ m.name }}/outputs.jsonl.</p>{% endif %}
+the rest are in {{ m.file }}.</p>{% endif %}
 {% if m.wrong_rows %}<table><thead><tr><th style="width:6rem">id</th><th>question</th><th>target</th><th>answer</th>
 <th class="num" style="width:6rem">score</th></tr></thead><tbody>
 {% for r in m.wrong_rows %}<tr><td><small>{{ r.id }}</small></td><td>{{ r.question }}</td>
@@ -546,7 +546,9 @@ def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, 
             out["rows"] = _first(out["rows"], shown_up_to)
     out["rows"] = _first(out["rows"], shown_up_to)
     out["models"] = models
-    out["files"] = ", ".join(f"models/{n}/outputs.jsonl" for n in names)
+    for m in models:  # where every answer is, as a path in the run's folder
+        m["file"] = storage.relative(layout.outputs(m["name"]), layout.root)
+    out["files"] = ", ".join(m["file"] for m in models)
     return out
 
 
