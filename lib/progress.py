@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lib.redact import redact
@@ -29,7 +29,6 @@ class StepState:
     name: str
     state: str = "waiting"  # waiting | running | succeeded | failed | skipped | interrupted | partial
     started: float | None = None
-    seconds: float | None = None
     done: int = 0  # records
     total: int = 0
     errors: int = 0
@@ -38,7 +37,6 @@ class StepState:
     train_total: int = 0
     loss: float | None = None
     printed_tenth: int = -1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def rate(self, now: float) -> float | None:
         """Records per second since counting began (resumed and cached rows arrive at once: left out)."""
@@ -90,8 +88,6 @@ def apply(s: StepState, fields: dict[str, Any], now: float) -> None:
         s.state = fields["state"]
         if s.state == "running" and s.started is None:
             s.started = now
-        if "seconds" in fields:
-            s.seconds = fields["seconds"]
     if "total" in fields:
         s.total = fields["total"]
     if "done" in fields:
@@ -207,7 +203,7 @@ def say(step: str, message: str) -> None:
 
 
 def track(step: str, **fields: Any) -> None:
-    """Structured progress: ``state=`` (and ``seconds=``), ``done=``/``total=``/``errors=`` (records),
+    """Structured progress: ``state=``, ``done=``/``total=``/``errors=`` (records),
     ``train_step=``/``train_total=``/``loss=`` (a fine-tune)."""
     if _quiet:
         return

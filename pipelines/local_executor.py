@@ -126,7 +126,7 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
                     results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                     progress.say(name, f"raised {type(exc).__name__}: {exc}")
                 status = results[name].get("status") or "done"
-                progress.track(name, state=status, seconds=timings.get(name, 0))
+                progress.track(name, state=status)
                 progress.say(name, f"{status} in {timings.get(name, 0):.1f}s")
     except (KeyboardInterrupt, interrupt.Interrupted):
         interrupt.request()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import pricing, progress, reports, storage
-from lib.aws import aws_name
+from lib.aws import aws_name, derived_endpoint_name
 from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
 from lib.engine.invoke import RetryPolicy, Spend, invoke_records
@@ -164,9 +164,9 @@ def evaluate_again(step: str, recipe: dict[str, Any], name: str, dataset: dict[s
     candidate is, and remove what the deploy made, whatever happens (an interrupt included).
     A gate uses it for a champion scored on other data."""
     model = {**recipe["model"], "name": name}
-    if model.get("endpoint_name") == f"llm-eval-{aws_name(recipe['model']['name'])}"[:63].rstrip("-"):
+    if model.get("endpoint_name") == derived_endpoint_name(recipe["model"]["name"]):
         # the name the config derived: its own, so the candidate's endpoint is never the one deleted
-        model["endpoint_name"] = f"llm-eval-{aws_name(name)}"[:63].rstrip("-")
+        model["endpoint_name"] = derived_endpoint_name(name)
     provider = get_provider(model["provider"])
     ctx = context(step, layout, cache_root, created=[])
     deployment: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import progress, registry
-from lib.decide.gate import decide
+from lib.decide.gate import decide, scored_on_other_data
 from lib.registry.champion import find_champion
 from lib.run.layout import RunLayout
 from lib.run.records import SKIPPED, SUCCEEDED, Gate, RunSummary
@@ -42,7 +42,7 @@ def gate(gate_config: dict[str, Any] | None, selection: dict[str, Any], registry
                                          "same model, data and scores"],
                                 champion={k: champion.get(k) for k in ("model", "version", "package")}).to_dict()
             winner_per_record = per_record_reader(layout, score_names)(best, summary.selection.metric)
-            if champion and _other_data(champion, summary):
+            if champion and scored_on_other_data(champion, summary):
                 champion = _evaluated_here(champion, summary, dataset, algorithms or [], score_names, layout,
                                            cache_root)
         return decide(gate_config, summary, score_names, winner_per_record, champion).to_dict()
@@ -57,11 +57,6 @@ def gate(gate_config: dict[str, Any] | None, selection: dict[str, Any], registry
                              + "; ".join(decision.reasons))
     summary.gate = decision
     return {"status": SUCCEEDED, "error": None, "gate": decision.to_dict(), "summary": summary.to_dict()}
-
-
-def _other_data(champion: dict[str, Any], summary: RunSummary) -> bool:
-    return bool(champion.get("dataset_hash") and summary.dataset_hash
-                and champion["dataset_hash"] != summary.dataset_hash)
 
 
 def _evaluated_here(champion: dict[str, Any], summary: RunSummary, dataset: dict[str, Any] | None,

@@ -140,6 +140,8 @@ def test_substitutes_are_labelled_in_summary_and_report(tmp_path, monkeypatch):
     model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["cand"]
     assert set(model["scores"]["toxicity"]) == {"toxicity"}
     assert 0.0 <= model["scores"]["toxicity"]["toxicity"] <= 1.0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "models" / "cand" / "toxicity.jsonl").open()]
+    assert rows[1]["toxicity"] > rows[0]["toxicity"]  # the profane answer reads as more toxic
     assert "profanity classifier, not detoxify" in model["notes"]["toxicity"][0]
     assert set(model["scores"]["summarization_accuracy"]) == {"rouge"}
     notes = " ".join(model["notes"]["summarization_accuracy"])

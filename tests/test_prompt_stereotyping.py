@@ -12,6 +12,7 @@ import yaml
 from conftest import ROOT
 from fake_servers import chat_server
 
+from lib.decide.status import EXIT_NOTHING_SELECTED
 from lib.engine.invokers import HttpInvoker, PermanentError, with_log_probabilities
 from lib.providers.base import Provider
 from pipelines.build_pipeline import main
@@ -129,7 +130,8 @@ def test_a_container_that_returns_no_log_probabilities_is_reported_not_hidden(tm
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (tmp_path / "pipeline_config.yaml").write_text(yaml.safe_dump(
             {"local": {"output_dir": str(tmp_path / "runs"), "model_cache_dir": str(tmp_path / "cache")}}))
-        main(["run", "--config", str(tmp_path / "config.yaml"), "--output-dir", str(tmp_path / "run")])
+        code = main(["run", "--config", str(tmp_path / "config.yaml"), "--output-dir", str(tmp_path / "run")])
+    assert code == EXIT_NOTHING_SELECTED  # its one algorithm scored nothing: the model failed, none selected
     model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["cand"]
     assert "prompt_stereotyping" not in model["scores"]
     assert "PromptStereotyping scored no sentence pair" in model["algorithm_errors"]["prompt_stereotyping"]

@@ -56,6 +56,11 @@ def aws_name(model: str) -> str:
     return model.replace("_", "-")
 
 
+def derived_endpoint_name(model: str) -> str:
+    """The endpoint a model gets when its config names none: ``llm-eval-<model>``, within AWS's 63."""
+    return f"llm-eval-{aws_name(model)}"[:63].rstrip("-")
+
+
 def resource_tags(pipeline: str, execution_id: str | None = None, model: str | None = None,
                   extra: dict[str, str] | None = None) -> list[dict[str, str]]:
     tags = {PIPELINE_TAG: pipeline, **({EXECUTION_TAG: execution_id} if execution_id else {}),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lib import scorers
-from lib.aws import aws_name
+from lib.aws import aws_name, derived_endpoint_name
 from lib.config import aws_rules, data_files, sagemaker_defaults, schema, tracking
 from lib.config.schema_errors import check_schema
 from lib.config.yaml_loader import LoadedYaml, load_yaml
@@ -208,7 +208,7 @@ def _normalise_model(doc: LoadedYaml, i: int, raw: dict, base: Path | str, pipel
         problem = aws_rules.too_long(aws_rules.ENDPOINT, f"models[{i}].name", model=aws_name(name))
         if problem:
             raise doc.error(where + ["name"], problem + " (or give the model an endpoint_name)")
-    endpoint_name = raw.get("endpoint_name") or f"llm-eval-{aws_name(name)}"[:63].rstrip("-")
+    endpoint_name = raw.get("endpoint_name") or derived_endpoint_name(name)
     if not ENDPOINT_NAME_RE.match(endpoint_name):
         raise doc.error(
             where + ["endpoint_name"],

@@ -24,7 +24,6 @@ MLFLOW_HINT = ("install the MLflow extra: pip install '.[mlflow]' (mlflow 3.17.2
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:(mlflow-tracking-server|mlflow-app)/"
                          r"[A-Za-z0-9\-]{1,256}$")
-_SINKS = ("mlflow", "cloudwatch")
 
 
 def own_part(raw: dict[str, Any] | None, path: str | Path) -> dict[str, Any]:

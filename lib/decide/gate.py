@@ -16,6 +16,12 @@ from lib.decide.metrics import value_of
 from lib.run.records import SKIPPED, SUCCEEDED, Gate, RunSummary
 
 
+def scored_on_other_data(champion: dict[str, Any], summary: RunSummary) -> bool:
+    """The champion's per-record scores are of another dataset than this run's: they cannot be paired."""
+    return bool(champion.get("dataset_hash") and summary.dataset_hash
+                and champion["dataset_hash"] != summary.dataset_hash)
+
+
 def decide(gate: dict[str, Any] | None, summary: RunSummary, score_names: dict[str, list[str]],
            winner_per_record: dict[str, float | None], champion: dict[str, Any] | None) -> Gate:
     """``champion``: {"model", "version", "per_record", "dataset_hash", "package"?} or None."""
@@ -34,7 +40,7 @@ def decide(gate: dict[str, Any] | None, summary: RunSummary, score_names: dict[s
     if gate["champion"] == "registry" and champion is not None:
         objective = summary.selection.objectives[0] if summary.selection.objectives else {
             "metric": summary.selection.metric, "direction": summary.selection.direction}
-        if champion.get("dataset_hash") and summary.dataset_hash and champion["dataset_hash"] != summary.dataset_hash:
+        if scored_on_other_data(champion, summary):
             reasons.append(f"the champion (version {champion.get('version')}) was scored on another dataset "
                            f"and could not be evaluated on this one ({champion.get('not_evaluated') or 'not tried'}):"
                            " no paired comparison is possible")

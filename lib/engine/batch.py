@@ -9,7 +9,7 @@ from typing import Any
 
 from lib import storage
 from lib.engine.cache import OutputCache, cache_key
-from lib.engine.invoke import InvocationStats, count_rows, make_prompt
+from lib.engine.invoke import InvocationStats, answered_rows, count_rows, make_prompt
 
 
 def transform_records(records: list[dict[str, Any]], *, model: dict[str, Any], deployment: dict[str, Any],
@@ -23,12 +23,8 @@ def transform_records(records: list[dict[str, Any]], *, model: dict[str, Any], d
     invoke = model["invoke"]
     stats = InvocationStats(records=len(records))
     prompts = {r["id"]: make_prompt(invoke["prompt_template"], str(r["model_input"])) for r in records}
-    done: dict[str, dict[str, Any]] = {}
-    if storage.exists(outputs_uri):
-        for row in storage.read_jsonl(outputs_uri):
-            if row.get("error") is None and row.get("prompt") == prompts.get(row.get("id")):
-                done[row["id"]] = row
-    stats.resumed = len(done)
+    done = answered_rows(outputs_uri, prompts)
+    stats.resumed = sum(1 for r in records if r["id"] in done)
 
     def row_for(record: dict[str, Any], **answer: Any) -> dict[str, Any]:
         return {"id": record["id"], "model_input": record["model_input"], "prompt": prompts[record["id"]],

@@ -105,6 +105,15 @@ class InvocationStats:
         }
 
 
+def answered_rows(outputs_uri: str, prompts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier, interrupted ask that a resume keeps: answered, and asked with the same
+    prompt (failed rows are tried again; a changed prompt is asked anew)."""
+    if not storage.exists(outputs_uri):
+        return {}
+    return {row["id"]: row for row in storage.read_jsonl(outputs_uri)
+            if row.get("error") is None and row.get("prompt") == prompts.get(row.get("id"))}
+
+
 def count_rows(stats: InvocationStats, rows: list[dict[str, Any]]) -> InvocationStats:
     """Fold the answers in ``rows`` into ``stats``: errors, cache hits, latencies, tokens."""
     for row in rows:
@@ -163,12 +172,7 @@ def invoke_records(
     policy = policy or RetryPolicy()
     stats = InvocationStats(records=len(records))
     prompts = {r["id"]: make_prompt(invoke["prompt_template"], str(r["model_input"])) for r in records}
-    done: dict[str, dict] = {}
-    if storage.exists(outputs_uri):
-        for row in storage.read_jsonl(outputs_uri):
-            # failed rows are tried again on resume, and rows asked with another prompt are not reused
-            if row.get("error") is None and row.get("prompt") == prompts.get(row.get("id")):
-                done[row["id"]] = row
+    done = answered_rows(outputs_uri, prompts)
     stats.resumed = sum(1 for r in records if r["id"] in done)
     todo = [r for r in records if r["id"] not in done]
     lock = threading.Lock()

@@ -17,7 +17,8 @@ RecordScorer = Callable[[str, str, str], dict[str, float]]
 RowScorer = Callable[[dict[str, Any]], dict[str, float | None]]
 
 
-def _mean(values: list[float]) -> float | None:
+def mean(values: list[float | None]) -> float | None:
+    """The mean of the values a score has (None and NaN left out), 6 decimals; None when there are none."""
     clean = [v for v in values if v is not None and not math.isnan(v)]
     return round(statistics.fmean(clean), 6) if clean else None
 
@@ -63,6 +64,6 @@ def score_rows(algorithm: dict[str, Any], rows: list[dict[str, Any]], scorer: Re
         if rec.get("failed"):
             rec.update({n: failed_value for n in names})
     result["per_record"] = per_record
-    result["scores"] = {n: _mean([r.get(n) for r in per_record]) for n in names}
+    result["scores"] = {n: mean([r.get(n) for r in per_record]) for n in names}
     result["failed_records"] = sum(1 for r in per_record if r.get("failed"))
     return result

@@ -11,13 +11,12 @@ policy names them as ``mmlu.accuracy`` or ``mmlu.accuracy.astronomy``. Per recor
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from typing import Any
 
 from lib import storage
 from lib.benchmarks.suites import SUITES
-from lib.engine.score import empty_result
+from lib.engine.score import empty_result, mean
 
 
 class BenchmarkScorer:
@@ -88,6 +87,5 @@ def _means(per_record: list[dict[str, Any]]) -> dict[str, float | None]:
     names = sorted({k for r in per_record for k in r if k.startswith("accuracy.")})
     scores: dict[str, float | None] = {}
     for name in ["accuracy", *names]:
-        values = [r[name] for r in per_record if r.get(name) is not None]
-        scores[name] = round(statistics.fmean(values), 6) if values else None
+        scores[name] = mean([r.get(name) for r in per_record])
     return scores

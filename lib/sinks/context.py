@@ -21,14 +21,14 @@ def model_params(model: dict[str, Any]) -> dict[str, str]:
     """A normalised model entry (lib/config/load.py) as flat MLflow parameters: how it was deployed and asked."""
     from lib.providers import provider_class
 
+    cls = provider_class(model["provider"])
     params = {"provider": model["provider"], "model_id": model["model_id"],
               "model_version": model.get("model_version")}
-    if provider_class(model["provider"]).sagemaker_endpoint:
+    if cls.sagemaker_endpoint:
         params.update({"endpoint_name": model.get("endpoint_name"), "region": model.get("region"),
                        "instance_type": model["deployment"].get("instance_type"),
                        "num_instances": model["deployment"].get("num_instances")})
     invoke = model.get("invoke") or {}
-    cls = provider_class(model["provider"])
     # the request template and JMESPath apply to the providers that use them
     for key in ("prompt_template", "system_prompt") + (("content_template", "output", "custom_attributes")
                                                        if cls.needs_template else ()):

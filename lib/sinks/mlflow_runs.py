@@ -27,6 +27,7 @@ from lib import storage
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, INTERRUPTED, ModelResult, RunSummary
 from lib.sinks import measures
+from lib.sinks.context import _PARAM_MAX
 
 EXECUTION_TAG = "llm_eval.execution_id"
 MODEL_TAG = "llm_eval.model"
@@ -242,7 +243,7 @@ class MlflowSink:
             margin = measures.number((sel.margin or {}).get("difference"))
             if margin is not None:
                 metrics.append(Metric("selection.margin", margin, now, 0))
-            client.log_batch(run_id, metrics=metrics, params=[Param(_key(k), str(v)[:6000])
+            client.log_batch(run_id, metrics=metrics, params=[Param(_key(k), str(v)[:_PARAM_MAX])
                                                               for k, v in params.items() if v])
             if self.tracking.get("config_text"):
                 client.log_text(run_id, self.tracking["config_text"],
