@@ -111,16 +111,18 @@ def _check_under_prefix(value: str, uri: str, folder_ok: bool) -> None:
     data_files.check_location(uri, folder_ok=folder_ok)
 
 
-def _check_dataset(doc: LoadedYaml, where: list, value: str, uri: str, input_key: str, target_key: str) -> None:
+def _check_dataset(doc: LoadedYaml, where: list, value: str, uri: str, input_key: str,
+                   target_key: str) -> int | None:
     """The dataset is a local JSON Lines file or s3://bucket/key; a local one is read (a line at a time) and
-    every record holds text under both keys."""
+    every record holds text under both keys. Its record count (None for S3, which is not read here)."""
     try:
         data_files.check_location(value, folder_ok=False)
         _check_under_prefix(value, uri, folder_ok=False)
         if not is_remote_uri(uri):
-            data_files.check_dataset(Path(uri), input_key, target_key)
+            return data_files.check_dataset(Path(uri), input_key, target_key)
     except data_files.DataFileError as exc:
         raise doc.error(where, str(exc)) from None
+    return None
 
 
 def _check_data(doc: LoadedYaml, where: list, value: str, uri: str, what: str) -> None:
@@ -634,16 +636,19 @@ def load_evaluation_config(path: str | Path, input_data_path: str | None = None)
             raise doc.error(["dataset", "dataset_mime_type"],
                             f"'{mime}' is not supported: fmeval reads 'jsonlines' (one JSON object per line)")
         uri = _resolve(ds["input_data_location"], base)
-        _check_dataset(doc, ["dataset", "input_data_location"], ds["input_data_location"], uri,
-                       ds["model_input_key"], ds["target_output_key"])
+        counted = _check_dataset(doc, ["dataset", "input_data_location"], ds["input_data_location"], uri,
+                                 ds["model_input_key"], ds["target_output_key"])
         dataset = {
             "dataset_name": ds["dataset_name"], "uri": uri, "mime_type": "jsonlines",
             "model_input_key": ds["model_input_key"], "target_output_key": ds["target_output_key"],
             "num_records": ds.get("num_records"),
         }
+        if ds.get("shards") == "auto":  # the plan chooses the count from it (an S3 file is counted then)
+            dataset["records"] = counted
 
     _check_derived_names(doc, pipeline, data)
-    dataset["shards"] = ds.get("shards") or 1  # parallel evaluate steps per model over disjoint records
+    # parallel evaluate steps per model over disjoint records; `auto`: lib.plan.build.shard_choice
+    dataset["shards"] = ds.get("shards") or 1
 
     models = []
     origin: list[int] = []  # the config entry each candidate comes from (a base model's is its fine-tuned one's)

@@ -26,6 +26,7 @@ def _int(low: int, high: int, why: str) -> dict[str, Any]:
 # Bounds: AWS's own where AWS has one, else a sanity bound far above any real use (said so in x-limit).
 _INSTANCES = _int(1, 100, "a sanity bound; SageMaker's default instance quotas per account are far lower")
 _RECORDS = _int(1, 10_000_000, "a sanity bound")
+MAX_SHARDS = 64  # dataset.shards; `auto` never chooses more either
 _VERSION = {"type": "string", "minLength": 1, "x-version": True}
 _PATH = {"type": "string", "pattern": r"^[^\x00-\x1f\x7f]*$", "x-hint": "a path holds no control characters"}
 _ENV_NAME = {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$",
@@ -234,7 +235,12 @@ EVALUATION_CONFIG_SCHEMA: dict[str, Any] = {
                     "target_output_key": _STR,
                     "num_records": _RECORDS,
                     "benchmark": _BENCHMARK,
-                    "shards": _int(1, 64, "SageMaker runs at most 50 parallel steps by default; 64 is a sanity bound"),
+                    # a number, or `auto`: chosen from the record count when the plan is built (lib/plan/build.py)
+                    "shards": {"if": {"type": "string"},
+                               "then": {"const": "auto", "x-hint": f"must be a whole number from 1 to {MAX_SHARDS}, "
+                                        "or 'auto' to choose it from the dataset's record count"},
+                               "else": _int(1, MAX_SHARDS, "SageMaker runs at most 50 parallel steps by default; "
+                                            f"{MAX_SHARDS} is a sanity bound")},
                 },
                 required=("dataset_name", "input_data_location"),
                 # a benchmark names its columns itself (benchmark.columns)

@@ -7,8 +7,13 @@ from typing import Any
 
 from lib.aws import aws_name
 from lib.config import RunConfig
+from lib.config.schema import MAX_SHARDS
 from lib.plan.kinds import STEP_KINDS
 from lib.plan.model import Param, Plan, Ref, Step
+
+# `dataset.shards: auto`: one shard per this many records, rounded up; at least 1, at most
+# min(MAX_SHARDS, sagemaker.max_parallel_steps)
+RECORDS_PER_SHARD = 10_000
 
 
 def _step(kind: str, args: dict[str, Any], description: str, model: dict[str, Any] | None = None,
@@ -33,8 +38,66 @@ def step_name(kind: str, model: str) -> str:
     return f"{kind}-{aws_name(model)}"
 
 
-def build_plan(config: RunConfig) -> Plan:
+def auto_shards(records: int, max_parallel_steps: int) -> int:
+    """The shard count `auto` chooses for ``records`` records (see RECORDS_PER_SHARD)."""
+    return max(1, min(-(-records // RECORDS_PER_SHARD), MAX_SHARDS, max_parallel_steps))
+
+
+def dataset_records(dataset: dict[str, Any]) -> int:
+    """The records preprocess will write for the normalised ``dataset``: a local file's (or a benchmark's local
+    data's) count from validation; an S3 object is read now, a line at a time, through `lib.storage`."""
+    bench = dataset.get("benchmark")
+    known = bench.get("records") if bench else dataset.get("records")
+    limit = dataset.get("num_records")
+    if known is not None:  # a benchmark's count is limited already
+        return min(known, limit) if limit else known
+    if bench:
+        from lib.benchmarks.data import read_items
+
+        return len(read_items(dataset["uri"], bench, limit, bench.get("subtasks"))[0])
+    from itertools import islice
+
+    from lib import storage
+
+    key = dataset["model_input_key"]  # preprocess keeps the first num_records lines that hold it
+    return sum(1 for row in islice(storage.iter_jsonl(dataset["uri"]), limit) if key in row)
+
+
+def shard_choice(config: RunConfig) -> dict[str, Any]:
+    """How many evaluate steps each model gets: ``{"count", "auto", "records", "why"}``. With
+    ``dataset.shards: auto`` the dataset's records are counted (``records``) and ``why`` says what was
+    chosen; else ``records`` is None and ``why`` is empty."""
+    dataset = config.evaluation["dataset"]
+    shards = dataset.get("shards") or 1
+    if shards != "auto":
+        return {"count": shards, "auto": False, "records": None, "why": ""}
+    from lib.config.data_files import DataFileError
+    from lib.errors import UserError
+    from lib.storage import StorageError
+
+    uri = dataset["uri"]
+    try:
+        records = dataset_records(dataset)
+    except DataFileError as exc:
+        raise UserError(f"{config.config_path}: dataset.input_data_location: {exc}") from None
+    except Exception as exc:  # S3 refused, or could not be reached: one paragraph, no traceback
+        if not (isinstance(exc, OSError) or type(exc).__module__.startswith("botocore")):
+            raise
+        reason = " ".join(str(exc).split()) + " (dataset.shards: auto counts the records when the plan is built)"
+        raise StorageError(uri, reason, "read") from None
+    cap = min(MAX_SHARDS, (config.settings.get("sagemaker") or {}).get("max_parallel_steps") or MAX_SHARDS)
+    count = auto_shards(records, cap)
+    why = f"auto: {records:,} records -> {count} shard{'' if count == 1 else 's'}"
+    if -(-records // RECORDS_PER_SHARD) > count:
+        why += (f" (at most {cap}: sagemaker.max_parallel_steps)" if cap < MAX_SHARDS else f" (at most {cap})")
+    return {"count": count, "auto": True, "records": records, "why": why}
+
+
+def build_plan(config: RunConfig, shards: dict[str, Any] | None = None) -> Plan:
+    """The plan of ``config``; ``shards``: its `shard_choice` when the caller has made it already (with
+    ``dataset.shards: auto`` on S3 data, making it reads the data)."""
     ev = config.evaluation
+    shards = (shards or shard_choice(config))["count"]
     run = {"run_root": Param("run_root"), "execution_id": Param("execution_id")}
     steps: list[Step] = [_step(
         "preprocess", {"dataset": ev["dataset"], "dataset_uri": Param("dataset_uri"), **run},
@@ -56,7 +119,6 @@ def build_plan(config: RunConfig) -> Plan:
                     # each model may spend its share of the budget: the same rule in both executors
                     "budget_share_usd": budget_share}
         doing = f"Evaluate {name} with " + ", ".join(a["name"] for a in ev["algorithms"])
-        shards = ev["dataset"].get("shards") or 1
         if shards == 1:
             steps.append(_step("evaluate", evaluate, doing[:200], model))
             evaluates.append(Ref(step_name("evaluate", name)))
@@ -96,8 +158,7 @@ def build_plan(config: RunConfig) -> Plan:
             # branch cannot keep this endpoint up (a SageMaker step after a failed one never runs)
             steps.append(_step(
                 "cleanup", {"model": model, "deployment": Ref(step_name("deploy", name)),
-                            "evaluation": Ref(step_name("evaluate" if (ev["dataset"].get("shards") or 1) == 1
-                                                        else "merge", name))},
+                            "evaluation": Ref(step_name("evaluate" if shards == 1 else "merge", name))},
                 f"Remove what {step_name('deploy', name)} created", model))
     from lib.providers import provider_class
 

@@ -68,8 +68,9 @@ def format_settings(cfg: Any) -> str:
     return "\n".join(lines)
 
 
-def format_plan(plan: Plan, settings: dict[str, Any]) -> str:
-    """The plan as a table; compute is shown as the SageMaker executor would map it."""
+def format_plan(plan: Plan, settings: dict[str, Any], shards: dict[str, Any] | None = None) -> str:
+    """The plan as a table; compute is shown as the SageMaker executor would map it; ``shards``: the
+    plan's `shard_choice`, said when `auto` made it."""
     from pipelines.sagemaker_executor import step_compute
 
     rows = [("step", "kind", "depends on", "compute")]
@@ -83,6 +84,8 @@ def format_plan(plan: Plan, settings: dict[str, Any]) -> str:
         rows.append((s.name, s.kind, ", ".join(s.depends_on) or "-", compute))
     widths = [min(max(len(r[i]) for r in rows), 48) for i in range(3)]
     lines = [f"Pipeline {plan.pipeline}: {len(plan.steps)} steps"]
+    if shards and shards["auto"]:
+        lines.append(f"Shards per model (dataset.shards): {shards['why']}")
     for r in rows:
         deps = r[2] if len(r[2]) <= 48 else r[2][:45] + "..."
         lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {deps:<{widths[2]}}  {r[3]}")
@@ -94,23 +97,26 @@ def format_plan(plan: Plan, settings: dict[str, Any]) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from lib.plan import build_plan
+    from lib.plan.build import shard_choice
 
     cfg = load(args)
-    plan = build_plan(cfg)
+    shards = shard_choice(cfg)
+    plan = build_plan(cfg, shards)
     from lib.providers import provider_class
 
     on_sagemaker = all(provider_class(m["provider"]).runs_on_sagemaker for m in cfg.models)
-    records = dataset_size(cfg)  # read once for both estimates
+    # read once for both estimates; `shards: auto` has counted the records already (an S3 dataset's too)
+    records = shards["records"] if shards["records"] is not None else dataset_size(cfg)
     costs = {"sagemaker": cost_of(cfg, True, records) if on_sagemaker else None,
              "local": cost_of(cfg, False, records)}
     for where, cost in costs.items():  # how long, given how many steps may run at once there
         if cost is not None:
             cost["schedule"] = schedule_of(plan, cfg.settings, cost, where == "sagemaker")
     if args.json:
-        print(json.dumps({**plan.to_dict(), "cost": costs, "settings_sources": cfg.settings.get("sources", {}),
-                          "aws_names": aws_names(cfg)}, indent=2))
+        print(json.dumps({**plan.to_dict(), "shards": shards, "cost": costs,
+                          "settings_sources": cfg.settings.get("sources", {}), "aws_names": aws_names(cfg)}, indent=2))
     else:
-        print(format_plan(plan, cfg.settings))
+        print(format_plan(plan, cfg.settings, shards))
         print(format_settings(cfg))
         print(format_cost(costs, cfg.evaluation.get("budget")))
     return 0
