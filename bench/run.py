@@ -8,7 +8,8 @@
    on 10,000 records x 3 algorithms against an instant OpenAI-compatible server, against a plain
    client asking the same server the same questions with the same concurrency; a 10-record run for
    the fixed start-up; peak memory at 10,000 and 100,000 records.
-3. Scoring throughput: 10,000 cached records x 3 algorithms; the local server's request batching.
+3. Scoring throughput: 10,000 cached records x 3 algorithms; the local server (concurrent requests over HTTP,
+   gathered into batches) against raw batched `generate` on the same questions.
 4. SageMaker definition build time for 10, 50 and 200 models: our way (settings as @step arguments,
    the SDK's step uploads through one S3 client in parallel: `pipelines/sdk_uploads.py`); for 10,
    through a SageMaker config file; for 200, also with the SDK's own uploads (one after another, a new
@@ -131,40 +132,78 @@ def bench_engine(records: int | None, models: int = 1) -> dict:
     return out
 
 
-def bench_server(n: int = 32) -> dict:
-    """The local server's request batching: n questions one at a time, then 16 in flight."""
+def bench_server(n: int = 32, rounds: int = 3) -> dict:
+    """The local server against raw batched ``generate`` on the same n questions and parameters: the model
+    loaded once, ``generate`` on batches of the server's ``max_batch`` (timed around generation only), and
+    the project's path (the engine's ``invoke_records`` with the local provider's concurrency, over HTTP to
+    the local server; first request to last answer). Alternated ``rounds`` times; the median round."""
     import tempfile
 
     from lib.config import load_config
-    from lib.engine.invoke import invoke_records
+    from lib.engine.invoke import invoke_records, make_prompt
+    from lib.engine.invokers import build_body
     from lib.providers import running
     from lib.providers.local import LocalProvider
+    from lib.providers.local_server import _GEN_KEYS, _to_text
     from pipelines.local_executor import configure_threads
 
     configure_threads(1)
     cfg = load_config(ROOT / "evaluation_config.yaml")
     model = cfg.models[0]
+    invoke = model["invoke"]
     provider = LocalProvider()
+    concurrency = invoke.get("max_concurrency") or provider.default_max_concurrency
     dep = provider.deploy(model, None, {"cache_root": cfg.settings["local"]["model_cache_dir"],
                                         "progress": lambda m: None})
     endpoint = running.get(dep["endpoint_id"])
+    lm, batcher = endpoint.lm, endpoint.batcher
     trivia = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()]
     records = [{"id": f"r{i}", "model_input": trivia[i]["question"], "target_output": ""} for i in range(n)]
-    out = {}
+    # what the server makes of each request: the same body, chat text and generation parameters
+    bodies = [build_body(invoke, make_prompt(invoke["prompt_template"], r["model_input"])) for r in records]
+    params = bodies[0].get("parameters") or {}
+    gen = {k: params[k] for k in _GEN_KEYS if k in params}
+    texts = [_to_text(lm, b["inputs"], params.get("system_prompt")) for b in bodies]
+
+    def raw() -> list[str]:
+        return [r["generated_text"] for i in range(0, n, batcher.max_batch)
+                for r in lm.generate(texts[i:i + batcher.max_batch], **gen)]
+
+    def server() -> list[str]:
+        work = Path(tempfile.mkdtemp(prefix="bench-server-"))
+        try:
+            rows, _ = invoke_records(records, invoke=invoke, invoker=provider.invoker(model, dep), identity="bench",
+                                     outputs_uri=str(work / "outputs.jsonl"), cache=None,
+                                     max_concurrency=concurrency)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return [row["output"] for row in rows]
+
+    def timed(fn) -> tuple[float, list[str]]:
+        started = time.perf_counter()
+        answers = fn()
+        return time.perf_counter() - started, answers
+
+    runs, identical = [], True
     try:
-        for label, concurrency in (("one_at_a_time", 1), ("batched_16", 16)):
-            work = Path(tempfile.mkdtemp(prefix="bench-server-"))
-            started = time.perf_counter()
-            invoke_records(records, invoke=model["invoke"], invoker=provider.invoker(model, dep), identity="bench",
-                           outputs_uri=str(work / "outputs.jsonl"), cache=None, max_concurrency=concurrency)
-            seconds = time.perf_counter() - started
-            out[label] = {"seconds": round(seconds, 1), "questions_per_s": round(n / seconds, 2)}
-        out["largest_batch"] = max(endpoint.batcher.batches)
+        lm.generate(texts[:2], **gen)  # warm-up, for both ways
+        for i in range(rounds):  # alternating which goes first, so a machine getting busier favours neither
+            before = len(batcher.batches)
+            if i % 2:
+                (server_s, served), (raw_s, raw_answers) = timed(server), timed(raw)
+            else:
+                (raw_s, raw_answers), (server_s, served) = timed(raw), timed(server)
+            identical = identical and served == raw_answers
+            runs.append({"raw_s": round(raw_s, 1), "server_s": round(server_s, 1),
+                         "ratio": round(server_s / raw_s, 2), "batches": batcher.batches[before:]})
     finally:
         provider.cleanup(model, dep)
-    out["speedup"] = round(out["batched_16"]["questions_per_s"] / out["one_at_a_time"]["questions_per_s"], 2)
-    print(f"  {n} questions: one at a time {out['one_at_a_time']['questions_per_s']}/s, 16 in flight "
-          f"{out['batched_16']['questions_per_s']}/s ({out['speedup']}x, batches up to {out['largest_batch']})")
+    middle = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]  # the median round: one disturbed one aside
+    out = {"questions": n, "max_new_tokens": gen.get("max_new_tokens"), "max_batch": batcher.max_batch,
+           "concurrency": concurrency, **middle, "identical": identical, "rounds": runs}
+    print(f"  {n} questions, the median of {rounds} rounds: raw batched generate {out['raw_s']} s, the server "
+          f"with {concurrency} in flight {out['server_s']} s ({out['ratio']}x, batches {out['batches']}); all "
+          f"rounds {[(r['ratio'], r['batches']) for r in runs]}; identical answers: {identical}")
     return out
 
 
@@ -586,8 +625,12 @@ def readme_table(results: dict) -> str:
                     f"{_s(sc['seconds'])} | — |")
     sv = results.get("server")
     if sv:
-        rows.append(f"| local server, 32 questions | 16 in flight, batched: {sv['batched_16']['questions_per_s']}/s "
-                    f"| one at a time: {sv['one_at_a_time']['questions_per_s']}/s ({sv['speedup']}× slower) |")
+        ratios = sorted(r["ratio"] for r in sv["rounds"])
+        rows.append(f"| local server, {sv['questions']} questions × {sv['max_new_tokens']} tokens, "
+                    f"{sv['concurrency']} in flight over HTTP | {_s(sv['server_s'])} ({sv['ratio']:.2f}×; "
+                    f"{len(ratios)} rounds: {ratios[0]:.2f}–{ratios[-1]:.2f}×), batches "
+                    f"{'+'.join(map(str, sv['batches']))}, {'same' if sv['identical'] else 'different'} answers | "
+                    f"raw batched `generate`, {sv['max_batch']} at a time: {_s(sv['raw_s'])} |")
     d = results.get("definition")
     if d:
         for n in sorted((k for k in d if k.isdigit()), key=int):
@@ -672,7 +715,7 @@ def main() -> int:
             if results.get("orchestration", {}).get("records") == 10_000 else {}
         measure("memory", "Peak memory of `run` as the dataset grows:", bench_memory, (10_000, 100_000), known)
     if "server" in parts:
-        measure("server", "Local server, request batching:", bench_server)
+        measure("server", "Local server against raw batched generate:", bench_server)
     if "scoring" in parts:
         measure("scoring", "Scoring cached outputs:", bench_scoring)
     if "engine" in parts:
