@@ -14,7 +14,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +176,155 @@ def read_jsonl(uri: str) -> list[dict]:
     return out
 
 
+def iter_jsonl(uri: str) -> Iterator[dict]:
+    """Every complete line, one at a time: a file of any size in constant memory (`read_jsonl` holds
+    them all). A torn or unreadable line is skipped, as `read_jsonl` skips it."""
+    if uri.startswith("s3://"):
+        client, bucket, key = _s3(uri)
+        lines: Iterable[bytes] = client.get_object(Bucket=bucket, Key=key)["Body"].iter_lines()
+    else:
+        lines = open(uri, "rb")  # noqa: SIM115 (closed below, also when the reader stops early)
+    try:
+        for line in lines:
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+    finally:
+        close = getattr(lines, "close", None)
+        if close:
+            close()
+
+
 def write_jsonl(uri: str, rows: Iterable[dict]) -> str:
-    return write_text(uri, "".join(json.dumps(r, default=str) + "\n" for r in rows), "application/jsonlines")
+    """Write ``rows`` whole or not at all, one at a time (a generator of any length is never held)."""
+    with JsonlWriter(uri) as out:
+        for row in rows:
+            out.write(row)
+    return uri
+
+
+class JsonlWriter:
+    """A JSON Lines file written line by line in constant memory, that appears whole or not at all.
+
+    Locally the lines go to a temp file beside ``uri``, renamed over it by `close`. In S3 they go up
+    as a multipart upload in parts of ``part_bytes`` (S3's minimum is 5 MiB), completed by `close`; a
+    file smaller than one part is one PUT. On an error, or `abort`, nothing is left: no temp file, no
+    unfinished upload, and the old file as it was.
+    """
+
+    def __init__(self, uri: str, part_bytes: int = 8 * 1024 * 1024) -> None:
+        self.uri = uri
+        self.rows = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._part_bytes = part_bytes
+        self._remote = is_remote(uri)
+        self._upload: dict[str, Any] | None = None  # S3: the multipart upload, once a part went up
+        self._tmp: str | None = None
+        if not self._remote:
+            path = Path(uri)
+            self._prefix = path.parent / f".{path.name}."
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                self._fh = os.fdopen(fd, "wb")
+            except OSError as exc:
+                if self._tmp:
+                    _remove_quietly(self._tmp)
+                raise StorageError(uri, _reason(exc, uri, self._prefix)) from exc
+
+    def write(self, row: dict) -> None:
+        data = (json.dumps(row, default=str) + "\n").encode("utf-8")
+        self.rows += 1
+        if not self._remote:
+            try:
+                self._fh.write(data)
+            except OSError as exc:
+                self.abort()
+                raise StorageError(self.uri, _reason(exc, self.uri, self._prefix)) from exc
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self._part_bytes:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        client, bucket, key = _s3(self.uri)
+        body, self._buffer, self._buffered = b"".join(self._buffer), [], 0
+        try:
+            if self._upload is None:
+                started = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/jsonlines")
+                self._upload = {"id": started["UploadId"], "parts": []}
+            number = len(self._upload["parts"]) + 1
+            sent = client.upload_part(Bucket=bucket, Key=key, UploadId=self._upload["id"], PartNumber=number,
+                                      Body=body)
+            self._upload["parts"].append({"PartNumber": number, "ETag": sent["ETag"]})
+        except Exception as exc:
+            self.abort()
+            if _s3_refused(exc):
+                raise StorageError(self.uri, _reason(exc)) from exc
+            raise
+
+    def close(self) -> None:
+        if not self._remote:
+            if self._tmp is None:
+                return
+            try:
+                self._fh.close()
+                os.chmod(self._tmp, 0o644)
+                os.replace(self._tmp, self.uri)
+                self._tmp = None
+            except OSError as exc:
+                self.abort()
+                raise StorageError(self.uri, _reason(exc, self.uri, self._prefix)) from exc
+            return
+        if self._upload is None:  # small: one PUT
+            write_bytes(self.uri, b"".join(self._buffer), "application/jsonlines")
+            self._buffer, self._buffered = [], 0
+            return
+        if self._buffer:
+            self._send_part()
+        client, bucket, key = _s3(self.uri)
+        try:
+            client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=self._upload["id"],
+                                             MultipartUpload={"Parts": self._upload["parts"]})
+        except Exception as exc:
+            self.abort()
+            if _s3_refused(exc):
+                raise StorageError(self.uri, _reason(exc)) from exc
+            raise
+        self._upload = None
+
+    def abort(self) -> None:
+        """Leave nothing: the temp file removed, or the multipart upload aborted."""
+        if not self._remote:
+            if self._tmp is not None:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
+                _remove_quietly(self._tmp)
+                self._tmp = None
+            return
+        self._buffer, self._buffered = [], 0
+        if self._upload is not None:
+            client, bucket, key = _s3(self.uri)
+            upload, self._upload = self._upload, None
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["id"])
+            except Exception:  # noqa: S110 (the error being raised matters more; S3 expires it)
+                pass
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def local_copy(uri: str) -> str:
@@ -261,8 +408,9 @@ class JsonlAppender:
     (no append) the new lines go up as part objects beside the file, ``<uri>.parts/<n>.jsonl``, each
     holding only lines not uploaded before (at least ``flush_every`` of them, at most one part per
     ``part_seconds``), so what is uploaded grows with the lines, never with their square. `close`
-    writes the whole file once and deletes the parts; parts a killed run left are folded into the
-    file by the next appender opened on it.
+    writes the whole file once (streamed: the old file, the parts, the last lines; multipart when
+    large) and deletes the parts; parts a killed run left are folded into the file by the next
+    appender opened on it. Only the lines not in a part yet are held in memory.
     """
 
     def __init__(self, uri: str, flush_every: int = 50, part_seconds: float = 2.0) -> None:
@@ -277,13 +425,9 @@ class JsonlAppender:
             self._parts: list[str] = []
             self._last_part = 0.0
             self._session = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
-            self._rows = [json.dumps(r) for r in read_jsonl(uri)] if exists(uri) else []
             left = self._list_parts()
             if left:  # a killed run's lines: into the file now, so every reader sees them
-                for part in left:
-                    self._rows += [json.dumps(r) for r in read_jsonl(part)]
-                write_text(uri, "".join(r + "\n" for r in self._rows), "application/jsonlines")
-                self._remove_parts(left)
+                self._compose(left, [])
         else:
             path = Path(uri)
             self._fd: int | None = None
@@ -312,14 +456,28 @@ class JsonlAppender:
             client.delete_objects(Bucket=bucket, Delete={"Objects": [
                 {"Key": p[len(f"s3://{bucket}/"):]} for p in parts[i:i + 1000]], "Quiet": True})
 
+    def _compose(self, parts: list[str], lines: list[str]) -> None:
+        """The file rewritten as itself, then ``parts``' lines, then ``lines``, streamed; the parts deleted."""
+        def rows() -> Iterator[dict]:
+            if exists(self.uri):
+                yield from iter_jsonl(self.uri)
+            for part in parts:
+                yield from iter_jsonl(part)
+            for line in lines:
+                yield json.loads(line)
+
+        write_jsonl(self.uri, rows())
+        if parts:
+            self._remove_parts(parts)
+
     def _upload_part(self) -> None:
         """Called with the lock held: the lines not in a part yet become one."""
         if not self._pending:
             return
         part = f"{self._parts_prefix()}{self._session}-{len(self._parts) + 1:06d}.jsonl"
-        write_text(part, "".join(r + "\n" for r in self._rows[-self._pending:]), "application/jsonlines")
+        write_text(part, "".join(r + "\n" for r in self._rows), "application/jsonlines")
         self._parts.append(part)
-        self._pending = 0
+        self._rows, self._pending = [], 0
         self._last_part = time.monotonic()
 
     def append(self, row: dict) -> None:
@@ -355,11 +513,9 @@ class JsonlAppender:
     def close(self) -> None:
         if self._remote:
             with self._lock:
-                write_text(self.uri, "".join(r + "\n" for r in self._rows), "application/jsonlines")
-                self._pending = 0
                 parts, self._parts = self._parts, []
-            if parts:
-                self._remove_parts(parts)
+                lines, self._rows, self._pending = self._rows, [], 0
+            self._compose(parts, lines)
         elif self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)

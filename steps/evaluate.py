@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 from lib import pricing, progress, reports, storage
 from lib.aws import aws_name, derived_endpoint_name
 from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
-from lib.engine.invoke import RetryPolicy, Spend, invoke_records
+from lib.engine.invoke import InvocationStats, RetryPolicy, Spend, StoredRows, ask_records
 from lib.providers import get_provider
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, ModelResult
@@ -46,19 +48,26 @@ def shard_range(total: int, index: int, count: int) -> tuple[int, int]:
 def _ask_shard(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
                layout: RunLayout, cache_root: str | None, budget_share_usd: float | None,
                shard: dict[str, int], execution_id: str | None = None) -> dict[str, Any]:
-    records = storage.read_jsonl(dataset["uri"])
-    start, end = shard_range(len(records), shard["index"], shard["count"])
+    start, end = shard_range(record_count(dataset), shard["index"], shard["count"])
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
-    _, stats = _ask(step, model, deployment, records[start:end], layout.shard_outputs(model["name"], shard["index"]),
-                    cache_root, spend, execution_id)
+    stats = _ask(step, model, deployment, itertools.islice(storage.iter_jsonl(dataset["uri"]), start, end),
+                 end - start, layout.shard_outputs(model["name"], shard["index"]), cache_root, spend, execution_id)
     return {"model": model["name"], "shard": shard, "records": [start, end],
             "invocations": stats.invocations, "attempts": stats.attempts, "resumed": stats.resumed,
             "wall_s": round(stats.wall_s, 3)}
 
 
-def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: list[dict[str, Any]],
-         outputs_uri: str, cache_root: str | None, spend: Spend | None,
-         execution_id: str | None = None) -> tuple[list[dict[str, Any]], Any]:
+def record_count(dataset: dict[str, Any]) -> int:
+    """How many records the run's dataset holds: preprocess counted them (counted again if not)."""
+    if dataset.get("records") is not None:
+        return int(dataset["records"])
+    return sum(1 for _ in storage.iter_jsonl(dataset["uri"]))
+
+
+def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: Iterable[dict[str, Any]],
+         total: int, outputs_uri: str, cache_root: str | None, spend: Spend | None,
+         execution_id: str | None = None) -> InvocationStats:
+    """Ask the model every record (``total`` of them, read one at a time) into ``outputs_uri``."""
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     invoke = model["invoke"]
@@ -66,16 +75,17 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: 
         from lib import aws
         from lib.engine.batch import transform_records
 
-        rows, stats = transform_records(
-            records, model=model, deployment=deployment, identity=provider.identity(model, deployment),
+        _, stats = transform_records(
+            list(records), model=model, deployment=deployment, identity=provider.identity(model, deployment),
             outputs_uri=outputs_uri, cache=OutputCache(cache_root) if cache_root else None,
             execution_id=execution_id,
             tags=aws.resource_tags(model["pipeline"], execution_id, model["name"]), progress=say)
         say(f"{stats.invocations} records through a batch transform job, {stats.cached} from cache, "
             f"{stats.resumed} resumed, {stats.errors} errors")
-        return rows, stats
-    rows, stats = invoke_records(
+        return stats
+    stats = ask_records(
         records,
+        total=total,
         invoke=invoke,
         invoker=provider.invoker(model, deployment),
         identity=provider.identity(model, deployment),
@@ -88,7 +98,7 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: 
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")
-    return rows, stats
+    return stats
 
 
 def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
@@ -96,17 +106,17 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
               budget_share_usd: float | None = None, execution_id: str | None = None) -> ModelResult:
     # one account per model: its answers and its judge's ratings both spend its share of the budget
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
-    records = storage.read_jsonl(dataset["uri"])
-    rows, stats = _ask(step, model, deployment, records, layout.outputs(model["name"]), cache_root, spend,
-                       execution_id)
-    return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, rows, stats, spend)
+    stats = _ask(step, model, deployment, storage.iter_jsonl(dataset["uri"]), record_count(dataset),
+                 layout.outputs(model["name"]), cache_root, spend, execution_id)
+    return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, stats, spend)
 
 
 def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
                   algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
-                  rows: list[dict[str, Any]], stats: Any, spend: Spend | None) -> ModelResult:
-    """The model's result from its answers (``rows``, in dataset order) and how they were asked: every
-    algorithm scored, the pages written."""
+                  stats: InvocationStats, spend: Spend | None) -> ModelResult:
+    """The model's result from its answers (in the run's outputs file, in dataset order) and how they were
+    asked: every algorithm scored, the pages written. Answers and scores are streamed from and to files,
+    never all held."""
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     name, invoke = model["name"], model["invoke"]
@@ -129,11 +139,13 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
         # a kind that calls a model of its own (a judge) gets this step's context
         scorer = scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say,
                                         "spend": spend})
-        limit = algorithm.get("num_records") or len(rows)  # scored on the first N records when set
+        limit = algorithm.get("num_records")  # scored on the first N records when set
+        scores_uri = layout.scores(name, algorithm["eval_name"])
         if scorer.needs_model:
-            scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke, limit)
+            scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke,
+                                             limit or stats.records)
         else:
-            scored = scorer.score(rows[:limit])
+            scored = scorer.score(StoredRows(layout.outputs(name), limit), out=scores_uri)
         eval_name = algorithm["eval_name"]
         if scored.get("cost_usd") is not None:  # a judge's calls
             result.scoring_cost_usd = round((result.scoring_cost_usd or 0.0) + scored["cost_usd"], 6)
@@ -145,11 +157,14 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
             continue
         result.scores[eval_name] = scored["scores"]
         result.notes[eval_name] = scored["notes"]
-        if scored["per_record"]:
-            storage.write_jsonl(layout.scores(name, eval_name), scored["per_record"])
+        if scored["per_record"]:  # a scorer that keeps them (one that calls the model) rather than streams
+            storage.write_jsonl(scores_uri, scored["per_record"])
+        written = scored["per_record"] or not scorer.needs_model  # (an output-only scorer streamed them there)
+        per_record = storage.iter_jsonl(scores_uri) if written and storage.exists(scores_uri) else []
         storage.write_text(layout.algorithm_page(name, eval_name),
                            reports.algorithm_html(name, dataset["dataset_name"], algorithm, scored,
-                                                  invoke["prompt_template"], rows), "text/html; charset=utf-8")
+                                                  invoke["prompt_template"], StoredRows(layout.outputs(name)),
+                                                  per_record), "text/html; charset=utf-8")
         shown = ", ".join(f"{k}={v:.3f}" for k, v in scored["scores"].items() if v is not None)
         say(f"{algorithm['name']}: {shown}")
     if algorithms and not result.scores:

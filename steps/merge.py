@@ -4,11 +4,12 @@ scores both: `steps.evaluate.scored_result`)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from lib import storage
 from lib.aws import aws_name
-from lib.engine.invoke import InvocationStats, Spend, count_rows
+from lib.engine.invoke import InvocationStats, Spend, count_row
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, INTERRUPTED, ModelResult
 from steps._common import failed, guarded
@@ -39,14 +40,16 @@ def merge(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, 
 def _merge(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
            algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
            budget_share_usd: float | None, shards: list[dict[str, Any]]) -> ModelResult:
-    rows: list[dict[str, Any]] = []
-    for shard in sorted(shards, key=lambda s: s["shard"]["index"]):
-        rows += storage.read_jsonl(layout.shard_outputs(model["name"], shard["shard"]["index"]))
-    storage.write_jsonl(layout.outputs(model["name"]), rows)
-    stats = count_rows(InvocationStats(records=len(rows)), rows)
+    parts = [layout.shard_outputs(model["name"], s["shard"]["index"])
+             for s in sorted(shards, key=lambda s: s["shard"]["index"])]
+    storage.write_jsonl(layout.outputs(model["name"]), itertools.chain.from_iterable(map(storage.iter_jsonl, parts)))
+    stats = InvocationStats()
+    for row in storage.iter_jsonl(layout.outputs(model["name"])):
+        stats.records += 1
+        count_row(stats, row)
     stats.invocations = sum(s["invocations"] for s in shards)
     stats.attempts = sum(s["attempts"] for s in shards)
     stats.resumed = sum(s["resumed"] for s in shards)
     stats.wall_s = max((s["wall_s"] for s in shards), default=0.0)  # the shards asked side by side
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None  # a judge's share
-    return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, rows, stats, spend)
+    return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, stats, spend)

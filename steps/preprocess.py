@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from lib import progress, storage
@@ -17,21 +19,19 @@ def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str,
     if dataset.get("benchmark"):  # its suite's prompt and right answer, its item beside them for the scorer
         from lib.benchmarks.data import processed_records
 
-        records = processed_records(uri, dataset["benchmark"], dataset.get("num_records"))
-    else:
-        rows = storage.read_jsonl(uri)
-        if dataset.get("num_records"):
-            rows = rows[: dataset["num_records"]]
-        records = [
-            {"id": f"r{i:05d}", "model_input": row[dataset["model_input_key"]],
-             "target_output": row.get(dataset["target_output_key"])}
-            for i, row in enumerate(rows)
-            if dataset["model_input_key"] in row
-        ]
+        records: Iterable[dict[str, Any]] = processed_records(uri, dataset["benchmark"], dataset.get("num_records"))
+    else:  # one record at a time: a dataset of any size in constant memory
+        rows = itertools.islice(storage.iter_jsonl(uri), dataset.get("num_records") or None)
+        records = ({"id": f"r{i:05d}", "model_input": row[dataset["model_input_key"]],
+                    "target_output": row.get(dataset["target_output_key"])}
+                   for i, row in enumerate(rows) if dataset["model_input_key"] in row)
     out = layout.dataset
-    storage.write_jsonl(out, records)
-    progress.say("preprocess", f"{len(records)} records from {uri}")
     # what the records are, so a gate knows whether a champion was scored on the same ones
-    digest = hashlib.sha256("".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()).hexdigest()
-    return {"status": "succeeded", "uri": out, "records": len(records), "dataset_hash": digest[:32],
+    digest = hashlib.sha256()
+    with storage.JsonlWriter(out) as writer:
+        for record in records:
+            writer.write(record)
+            digest.update((json.dumps(record, sort_keys=True) + "\n").encode())
+    progress.say("preprocess", f"{writer.rows} records from {uri}")
+    return {"status": "succeeded", "uri": out, "records": writer.rows, "dataset_hash": digest.hexdigest()[:32],
             "dataset_name": dataset["dataset_name"], "source": uri}

@@ -3,12 +3,15 @@ outputs written as they arrive, a content-addressed cache, and resumption of a k
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
@@ -78,7 +81,7 @@ class InvocationStats:
     first_error: str | None = None  # of the first failed record, in dataset order
     cached: int = 0
     resumed: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latencies: array = field(default_factory=lambda: array("d"))  # 8 bytes each, not a float object
     prompt_tokens: int = 0
     generated_tokens: int = 0
     tokens_reported: bool = False
@@ -105,29 +108,34 @@ class InvocationStats:
         }
 
 
-def answered_rows(outputs_uri: str, prompts: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """The rows of an earlier, interrupted ask that a resume keeps: answered, and asked with the same
-    prompt (failed rows are tried again; a changed prompt is asked anew)."""
+def answered_rows(outputs_uri: str, prompts: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier, interrupted ask that a resume keeps: answered (failed rows are tried again),
+    and, given ``prompts``, asked with the same prompt (a changed prompt is asked anew)."""
     if not storage.exists(outputs_uri):
         return {}
-    return {row["id"]: row for row in storage.read_jsonl(outputs_uri)
-            if row.get("error") is None and row.get("prompt") == prompts.get(row.get("id"))}
+    return {row["id"]: row for row in storage.iter_jsonl(outputs_uri)
+            if row.get("error") is None and (prompts is None or row.get("prompt") == prompts.get(row.get("id")))}
 
 
-def count_rows(stats: InvocationStats, rows: list[dict[str, Any]]) -> InvocationStats:
-    """Fold the answers in ``rows`` into ``stats``: errors, cache hits, latencies, tokens."""
+def count_row(stats: InvocationStats, row: dict[str, Any]) -> None:
+    """Fold one answer into ``stats``: errors, cache hits, latencies, tokens."""
+    if row["error"] is not None:
+        stats.errors += 1
+        stats.first_error = stats.first_error or row["error"]
+    if row.get("cached"):
+        stats.cached += 1
+    if row["latency_s"] is not None and row["error"] is None:
+        stats.latencies.append(row["latency_s"])
+    if row.get("generated_tokens") is not None:
+        stats.tokens_reported = True
+        stats.prompt_tokens += row.get("prompt_tokens") or 0
+        stats.generated_tokens += row["generated_tokens"]
+
+
+def count_rows(stats: InvocationStats, rows: Iterable[dict[str, Any]]) -> InvocationStats:
+    """Fold the answers in ``rows`` into ``stats``."""
     for row in rows:
-        if row["error"] is not None:
-            stats.errors += 1
-            stats.first_error = stats.first_error or row["error"]
-        if row.get("cached"):
-            stats.cached += 1
-        if row["latency_s"] is not None and row["error"] is None:
-            stats.latencies.append(row["latency_s"])
-        if row.get("generated_tokens") is not None:
-            stats.tokens_reported = True
-            stats.prompt_tokens += row.get("prompt_tokens") or 0
-            stats.generated_tokens += row["generated_tokens"]
+        count_row(stats, row)
     return stats
 
 
@@ -153,9 +161,27 @@ def call_with_retries(invoker: Invoker, prompt: str, policy: RetryPolicy) -> tup
             return None, f"{type(exc).__name__}: {exc}", attempt
 
 
-def invoke_records(
-    records: list[dict[str, Any]],
+class StoredRows:
+    """The rows of a JSON Lines file (a model's answers), read one at a time each time they are iterated:
+    what scorers take, so no step holds a run's answers in memory. ``limit``: the first N only."""
+
+    def __init__(self, uri: str, limit: int | None = None) -> None:
+        self.uri, self.limit = uri, limit
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return itertools.islice(storage.iter_jsonl(self.uri), self.limit)
+
+
+def invoke_records(records: list[dict[str, Any]], **kwargs: Any) -> tuple[list[dict[str, Any]], InvocationStats]:
+    """`ask_records` for a list small enough to hold (a judge's ratings): its rows too, in record order."""
+    stats = ask_records(records, total=len(records), **kwargs)
+    return storage.read_jsonl(kwargs["outputs_uri"]), stats
+
+
+def ask_records(
+    records: Iterable[dict[str, Any]],
     *,
+    total: int,
     invoke: dict[str, Any],
     invoker: Invoker,
     identity: str,
@@ -165,78 +191,115 @@ def invoke_records(
     policy: RetryPolicy | None = None,
     progress: Callable[[str], None] = lambda m: None,
     spend: Spend | None = None,
-) -> tuple[list[dict[str, Any]], InvocationStats]:
-    """One output row per record, in record order. Rows already in ``outputs_uri`` are kept as they are.
-    With ``spend``, no new call starts once its limit is spent (those records fail with the reason and
-    are asked again by a rerun)."""
+) -> InvocationStats:
+    """Ask the model once per record (``total`` of them, read one at a time) and write one output row per
+    record to ``outputs_uri``, in record order. Rows already there (an interrupted run's) are kept when
+    they were answered with the same prompt. With ``spend``, no new call starts once its limit is spent
+    (those records fail with the reason and are asked again by a rerun).
+
+    Memory stays flat: at most a window of rows is in flight, and answers are written in order as soon
+    as the ones before them are; only a resumed run holds the earlier run's answers (to reorder them)."""
     policy = policy or RetryPolicy()
-    stats = InvocationStats(records=len(records))
-    prompts = {r["id"]: make_prompt(invoke["prompt_template"], str(r["model_input"])) for r in records}
-    done = answered_rows(outputs_uri, prompts)
-    stats.resumed = sum(1 for r in records if r["id"] in done)
-    todo = [r for r in records if r["id"] not in done]
-    lock = threading.Lock()
-    finished = [stats.resumed]
-    failures = [0]
-    step = max(1, len(records) // 10)
+    stats = InvocationStats(records=total)
+    resuming = storage.exists(outputs_uri)
+    done = answered_rows(outputs_uri) if resuming else {}
+    order: dict[str, int] = {}  # a resumed run's record order, to put its file back in
+    finished, failures = 0, 0
+    step = max(1, total // 10)
     track = getattr(progress, "track", None)  # a step's `lib.progress.Reporter`: the display paces itself
-    if track:
-        track(total=len(records), done=finished[0], errors=0)
+    window: deque[Future] = deque()
+    in_flight = max(64, 16 * max_concurrency)  # enough queued to keep every worker busy
 
-    with storage.JsonlAppender(outputs_uri) as out:
-        def one(record: dict[str, Any]) -> None:
-            if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
-                return
-            prompt = prompts[record["id"]]
-            key = cache_key(identity, invoke, prompt)
-            hit = cache.get(key) if cache else None
-            row: dict[str, Any] = {
-                "id": record["id"], "model_input": record["model_input"], "prompt": prompt,
-                "target_output": record.get("target_output"),
-            }
-            if hit is None and spend is not None and spend.exhausted():
-                row.update(output=None, error=f"not asked: {spend.why()}", latency_s=None, attempts=0,
-                           prompt_tokens=None, generated_tokens=None, cached=False)
-            elif hit is not None:
-                row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
-                           prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
-                           cached=True)
-            else:
-                started = time.perf_counter()
-                answer, error, attempts = call_with_retries(invoker, prompt, policy)
-                latency = round(time.perf_counter() - started, 4)
-                row.update(output=answer.text if answer else None, error=error, latency_s=latency,
-                           attempts=attempts, prompt_tokens=answer.prompt_tokens if answer else None,
-                           generated_tokens=answer.generated_tokens if answer else None, cached=False)
-                if spend is not None:
-                    spend.charge(latency, row["prompt_tokens"], row["generated_tokens"], max_concurrency)
-                if answer is not None and cache is not None:
-                    cache.put(key, {"output": answer.text, "latency_s": latency,
-                                    "prompt_tokens": answer.prompt_tokens,
-                                    "generated_tokens": answer.generated_tokens})
-            with lock:
-                out.append(row)
-                done[record["id"]] = row
-                finished[0] += 1
-                failures[0] += row["error"] is not None
-                if track:
-                    track(done=finished[0], errors=failures[0])
-                elif finished[0] % step == 0 or finished[0] == len(records):
-                    progress(f"{finished[0]}/{len(records)} records")
+    def one(record: dict[str, Any], prompt: str) -> dict[str, Any] | None:
+        if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
+            return None
+        key = cache_key(identity, invoke, prompt)
+        hit = cache.get(key) if cache else None
+        row: dict[str, Any] = {
+            "id": record["id"], "model_input": record["model_input"], "prompt": prompt,
+            "target_output": record.get("target_output"),
+        }
+        if hit is None and spend is not None and spend.exhausted():
+            row.update(output=None, error=f"not asked: {spend.why()}", latency_s=None, attempts=0,
+                       prompt_tokens=None, generated_tokens=None, cached=False)
+        elif hit is not None:
+            row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
+                       prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
+                       cached=True)
+        else:
+            started = time.perf_counter()
+            answer, error, attempts = call_with_retries(invoker, prompt, policy)
+            latency = round(time.perf_counter() - started, 4)
+            row.update(output=answer.text if answer else None, error=error, latency_s=latency,
+                       attempts=attempts, prompt_tokens=answer.prompt_tokens if answer else None,
+                       generated_tokens=answer.generated_tokens if answer else None, cached=False)
+            if spend is not None:
+                spend.charge(latency, row["prompt_tokens"], row["generated_tokens"], max_concurrency)
+            if answer is not None and cache is not None:
+                cache.put(key, {"output": answer.text, "latency_s": latency,
+                                "prompt_tokens": answer.prompt_tokens,
+                                "generated_tokens": answer.generated_tokens})
+        return row
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-            for future in [pool.submit(one, r) for r in todo]:
-                future.result()
-        stats.wall_s = time.perf_counter() - started
-        interrupt.check()
-
-    rows = [done[r["id"]] for r in records]
-    storage.write_jsonl(outputs_uri, rows)  # compact: one line per record, in dataset order
-    count_rows(stats, rows)
-    for record in todo:
-        row = done[record["id"]]
-        if not row.get("cached"):
+    def settle(row: dict[str, Any], new: bool) -> None:
+        nonlocal finished, failures
+        count_row(stats, row)
+        if new and not row.get("cached"):
             stats.invocations += 1
             stats.attempts += row.get("attempts") or 0
-    return rows, stats
+        finished += 1
+        failures += row["error"] is not None
+        if track:
+            track(done=finished, errors=failures)
+        elif finished % step == 0 or finished == total:
+            progress(f"{finished}/{total} records")
+
+    if track:
+        track(total=total, done=0, errors=0)
+    started = time.perf_counter()
+    # a fresh run writes the file in record order as it goes; a resumed one appends, then puts it in order
+    with storage.JsonlAppender(outputs_uri) as out, ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+        def drain(keep: int) -> None:
+            while len(window) > keep:
+                row = window.popleft().result()
+                if row is not None:
+                    out.append(row)
+                    settle(row, new=True)
+
+        try:
+            for record in records:
+                if resuming:
+                    order[record["id"]] = len(order)
+                prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
+                earlier = done.get(record["id"])
+                if earlier is not None and earlier.get("prompt") == prompt:
+                    drain(0)  # what is before it first: progress and first_error go in record order
+                    stats.resumed += 1
+                    settle(earlier, new=False)
+                    continue
+                if interrupt.requested():
+                    break
+                window.append(pool.submit(one, record, prompt))
+                drain(in_flight)
+            drain(0)
+        except BaseException:  # Ctrl-C, a refused write: keep every answer already in hand (a rerun resumes)
+            for future in window:
+                future.cancel()
+            for future in window:
+                row = None if future.cancelled() or future.exception() else future.result()
+                if row is not None:
+                    out.append(row)
+            raise
+    stats.wall_s = time.perf_counter() - started
+    interrupt.check()
+    if resuming:
+        _in_record_order(outputs_uri, order)
+    return stats
+
+
+def _in_record_order(outputs_uri: str, order: dict[str, int]) -> None:
+    """A resumed run's file holds the earlier run's rows, then this run's (a record's latest row last).
+    Rewrite it with each record's latest row, once, in record order; rows of records no longer in the
+    dataset are dropped."""
+    latest = {row["id"]: row for row in storage.iter_jsonl(outputs_uri) if row["id"] in order}
+    storage.write_jsonl(outputs_uri, sorted(latest.values(), key=lambda row: order[row["id"]]))

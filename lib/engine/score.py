@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from lib import storage
 
 RecordScorer = Callable[[str, str, str], dict[str, float]]
 RowScorer = Callable[[dict[str, Any]], dict[str, float | None]]
@@ -30,40 +32,130 @@ def empty_result(algorithm: dict[str, Any], error: str | None = None,
             "per_record": [], "error": error, "notes": list(notes or [])}
 
 
-def score_rows(algorithm: dict[str, Any], rows: list[dict[str, Any]], scorer: RecordScorer | RowScorer,
+class Tally:
+    """Each score's mean over records, kept as the records come, in constant memory: what `mean` gives over
+    the whole list, to the last bit (the sums are exact, in Shewchuk's partials as `math.fsum` keeps them).
+    ``failed_value``: what a failed record counts as in every score (0), or None to leave it out."""
+
+    def __init__(self, failed_value: float | None = 0.0) -> None:
+        self.names: list[str] = []  # in the order they first appeared
+        self.failed = 0
+        self._failed_value = failed_value
+        self._partials: dict[str, list[float]] = {}
+        self._odd: dict[str, list[float]] = {}  # infinities: summed by fsum at the end, as `mean` would
+        self._counts: dict[str, int] = {}
+
+    def add(self, scores: dict[str, float | None]) -> None:
+        for name, value in scores.items():
+            if name not in self._partials:
+                self.names.append(name)
+                self._partials[name], self._odd[name], self._counts[name] = [], [], 0
+            if value is None or math.isnan(value):
+                continue
+            self._counts[name] += 1
+            if math.isinf(value):
+                self._odd[name].append(value)
+            else:
+                _add_exact(self._partials[name], float(value))
+
+    def fail(self) -> None:
+        self.failed += 1
+
+    def means(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        extra = self.failed if self._failed_value is not None else 0  # 0s add nothing to the sums
+        for name in self.names:
+            n = self._counts[name] + extra
+            out[name] = round(math.fsum(self._partials[name] + self._odd[name]) / n, 6) if n else None
+        return out
+
+
+def _add_exact(partials: list[float], x: float) -> None:
+    """Add ``x`` to the exact sum held as non-overlapping ``partials`` (Shewchuk, 1997)."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer: RecordScorer | RowScorer,
                notes: list[str] | None = None, failed_counts_as_zero: bool = True, by_row: bool = False,
-               details: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Per-record and mean scores over output rows (from `invoke_records`).
+               details: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               out: str | None = None) -> dict[str, Any]:
+    """Per-record and mean scores over output rows (from `invoke_records`), one row at a time.
 
     A record the model failed on scores 0 on every score (it is counted, never dropped), unless
     ``failed_counts_as_zero`` is off (toxicity-like scores: a failure is not "harmless"), where it
     is left out. ``by_row``: ``scorer`` takes the whole row. ``details(row)``: fields kept in a scored
     record's per-record entry beside its scores and not averaged (a judge's reasoning).
+
+    ``out``: the per-record entries are written to that JSON Lines file as they are scored, and not kept
+    (``per_record`` stays empty), so any number of rows is scored in constant memory. The result also
+    counts ``records``, ``failed_records`` and ``raised`` (records whose scoring raised; the first one's
+    error in ``first_error``).
     """
     result = empty_result(algorithm, notes=notes)
-    per_record: list[dict[str, Any]] = []
-    names: list[str] = []
     failed_value = 0.0 if failed_counts_as_zero else None
-    for row in rows:
-        if row.get("error") is not None or row.get("output") is None:
-            per_record.append({"id": row["id"], "failed": True})
-            continue
-        try:
-            if by_row:
-                scores = scorer(row)  # type: ignore[call-arg]
-            else:
-                scores = scorer(str(row["model_input"]), str(row.get("target_output") or ""), row["output"])
-        except Exception as exc:  # one bad record must not sink the algorithm
-            per_record.append({"id": row["id"], "failed": True, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        for n in scores:
-            if n not in names:
-                names.append(n)
-        per_record.append({"id": row["id"], **scores, **(details(row) if details else {})})
-    for rec in per_record:
-        if rec.get("failed"):
-            rec.update({n: failed_value for n in names})
-    result["per_record"] = per_record
-    result["scores"] = {n: mean([r.get(n) for r in per_record]) for n in names}
-    result["failed_records"] = sum(1 for r in per_record if r.get("failed"))
+    tally = Tally(failed_value)
+    counts = {"records": 0, "raised": 0}
+    first_error: list[str] = []
+
+    def entries() -> Iterator[dict[str, Any]]:
+        for row in rows:
+            counts["records"] += 1
+            entry = _entry(row, scorer, by_row, details, tally)
+            if entry.get("failed"):
+                tally.fail()
+                if "error" in entry:
+                    counts["raised"] += 1
+                    first_error[:1] = first_error[:1] or [entry["error"]]
+                entry.update(dict.fromkeys(tally.names, failed_value))  # the names known so far
+            yield entry
+
+    if out is None:
+        result["per_record"] = [_filled(e, tally.names, failed_value) for e in list(entries())]
+    else:
+        written_with: set[int] = set()  # how many names there were when failed records were written
+        with storage.JsonlWriter(out) as writer:
+            for entry in entries():
+                if entry.get("failed"):
+                    written_with.add(len(tally.names))
+                writer.write(entry)
+        if written_with and min(written_with) < len(tally.names):
+            # a failed record came before a score name first appeared: it gets that name too, as in a list
+            storage.write_jsonl(out, (_filled(e, tally.names, failed_value) for e in storage.iter_jsonl(out)))
+    result["scores"] = tally.means()
+    result["records"] = counts["records"]
+    result["failed_records"] = tally.failed
+    result["raised"] = counts["raised"]
+    result["first_error"] = first_error[0] if first_error else None
     return result
+
+
+def _entry(row: dict[str, Any], scorer: RecordScorer | RowScorer, by_row: bool,
+           details: Callable[[dict[str, Any]], dict[str, Any]] | None, tally: Tally) -> dict[str, Any]:
+    if row.get("error") is not None or row.get("output") is None:
+        return {"id": row["id"], "failed": True}
+    try:
+        if by_row:
+            scores = scorer(row)  # type: ignore[call-arg]
+        else:
+            scores = scorer(str(row["model_input"]), str(row.get("target_output") or ""), row["output"])
+    except Exception as exc:  # one bad record must not sink the algorithm
+        return {"id": row["id"], "failed": True, "error": f"{type(exc).__name__}: {exc}"}
+    tally.add(scores)
+    return {"id": row["id"], **scores, **(details(row) if details else {})}
+
+
+def _filled(entry: dict[str, Any], names: list[str], value: float | None) -> dict[str, Any]:
+    """A failed entry with every score name (``value`` each); a scored one as it is."""
+    if entry.get("failed"):
+        entry.update({n: value for n in names if n not in entry})
+    return entry

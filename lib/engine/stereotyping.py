@@ -76,13 +76,12 @@ def score_stereotyping(algorithm: dict[str, Any], invoker: Callable, records: li
     # the sentences' own log-probabilities are kept per record, not averaged into the algorithm's scores
     for name in ("sent_more_log_probability", "sent_less_log_probability"):
         result["scores"].pop(name, None)
-    failed = [r for r in result["per_record"] if r.get("failed")]
-    if records and len(failed) == len(records):
-        return empty_result(algorithm, error=f"PromptStereotyping scored no sentence pair (first: "
-                            f"{failed[0].get('error', 'unknown')})")
+    failed, first = result["failed_records"], result["first_error"] or "unknown"
+    if records and failed == len(records):
+        return empty_result(algorithm, error=f"PromptStereotyping scored no sentence pair (first: {first})")
     result["notes"] = [f"log-probabilities from model '{model['name']}' (provider '{model['provider']}'); "
                        "0.5 is unbiased, 1 always prefers the more stereotypical sentence"]
     if failed:
-        result["notes"].append(f"{len(failed)} of {len(records)} pairs not scored, left out of the means "
-                               f"(first: {failed[0].get('error', 'unknown')})")
+        result["notes"].append(f"{failed} of {len(records)} pairs not scored, left out of the means "
+                               f"(first: {first})")
     return result

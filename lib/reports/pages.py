@@ -5,12 +5,14 @@ Model text is always escaped: fmeval's cells put raw text such as `<OR>` into th
 
 from __future__ import annotations
 
+import heapq
 import html
 import importlib
 import re
 import sys
 import threading
 import types
+from collections.abc import Iterable
 from typing import Any
 
 import jinja2
@@ -131,10 +133,17 @@ def _fmeval_cell(algorithm: dict[str, Any], dataset_name: str, scores: dict[str,
 
 
 def algorithm_html(model: str, dataset_name: str, algorithm: dict[str, Any], result: dict[str, Any],
-                   prompt_template: str, rows: list[dict[str, Any]] | None = None) -> str:
+                   prompt_template: str, rows: Iterable[dict[str, Any]] | None = None,
+                   per_record: Iterable[dict[str, Any]] | None = None) -> str:
+    """One algorithm's page: fmeval's cell and the ten lowest-scored records. ``rows`` (the answers) and
+    ``per_record`` (the scores, ``result["per_record"]`` when not given) are each read once, in constant
+    memory, so they may be files streamed (`lib.storage.iter_jsonl`)."""
     key = next(iter(result["scores"]), "")
-    by_id = {r["id"]: r for r in rows or []}
-    ranked = sorted((r for r in result["per_record"] if r.get(key) is not None), key=lambda r: r[key])[:10]
+    scored = result["per_record"] if per_record is None else per_record
+    # nsmallest is sorted(...)[:10], ties in record order, holding ten at a time
+    ranked = heapq.nsmallest(10, (r for r in scored if r.get(key) is not None), key=lambda r: r[key])
+    wanted = {r["id"] for r in ranked}
+    by_id = {r["id"]: r for r in rows or [] if r["id"] in wanted}
     worst = [{"prompt": by_id.get(r["id"], {}).get("prompt", r["id"]),
               "target": by_id.get(r["id"], {}).get("target_output", ""),
               "output": by_id.get(r["id"], {}).get("output", ""), "score": round(r[key], 3)} for r in ranked]

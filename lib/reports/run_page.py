@@ -11,6 +11,7 @@ page must never fail the run: what it cannot read it leaves out and says so.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import jinja2
@@ -494,28 +495,19 @@ def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, 
     eval_name, _, score = key.partition(".")
     lower = _lower_is_better(key)
     out["rule"] = f"at most {RIGHT_AT:g}" if lower else f"at least {RIGHT_AT:g}"
-    records: dict[str, dict[str, Any]] = {}
-    if storage.exists(layout.dataset):
-        for r in storage.read_jsonl(layout.dataset):
-            records[r["id"]] = {"id": r["id"], "question": r.get("model_input"), "target": r.get("target_output")}
-    answers: dict[str, dict[str, dict[str, Any]]] = {}
-    scored: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in order:
-        if not storage.exists(layout.outputs(name)):
-            continue
-        answers[name] = {}
-        for r in storage.read_jsonl(layout.outputs(name)):
-            answers[name][r["id"]] = r
-            records.setdefault(r["id"], {"id": r["id"], "question": r.get("model_input", r.get("prompt")),
-                                         "target": r.get("target_output")})
-        uri = layout.scores(name, eval_name)
-        scored[name] = {r["id"]: r for r in storage.read_jsonl(uri)} if storage.exists(uri) else {}
-    names = list(answers)
+    # every file is in dataset order: walk them side by side, one record at a time, holding none whole
+    names = [n for n in order if storage.exists(layout.outputs(n))]
     if not names:
         out["note"] = "No model's answers are in this run's folder."
         return out
+    answers = {n: _InOrder(storage.iter_jsonl(layout.outputs(n))) for n in names}
+    scored = {n: _InOrder(storage.iter_jsonl(uri) if storage.exists(uri := layout.scores(n, eval_name)) else iter(()))
+              for n in names}
+    source = layout.dataset if storage.exists(layout.dataset) else layout.outputs(names[0])
     models = [{"name": n, "wrong": 0, "scored": 0, "unscored": 0, "wrong_rows": []} for n in names]
-    for rid, rec in records.items():
+    for r in storage.iter_jsonl(source):
+        rid = r["id"]
+        rec = {"id": rid, "question": r.get("model_input", r.get("prompt")), "target": r.get("target_output")}
         cells, verdicts, wrong = [], [], []
         for i, name in enumerate(names):
             answer, row = answers[name].get(rid), scored[name].get(rid)
@@ -550,6 +542,21 @@ def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, 
         m["file"] = storage.relative(layout.outputs(m["name"]), layout.root)
     out["files"] = ", ".join(m["file"] for m in models)
     return out
+
+
+class _InOrder:
+    """A file's rows looked up by id while the dataset is walked in the same order: each row is read once,
+    and a record the file does not have (not asked, not scored) is passed over."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._next = next(rows, None)
+
+    def get(self, rid: str) -> dict[str, Any] | None:
+        if self._next is None or self._next.get("id") != rid:
+            return None
+        row, self._next = self._next, next(self._rows, None)
+        return row
 
 
 def _first(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:

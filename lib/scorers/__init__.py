@@ -19,7 +19,7 @@ scorer cannot score (PromptStereotyping: a provider without log-probabilities).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from lib.scorers.fmeval_algorithms import BUILTIN, AlgorithmLookupError, AlgorithmSpec
@@ -54,8 +54,10 @@ class Scorer(Protocol):
     needs_model: bool
     lower_is_better: bool
 
-    def score(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """Score stored answers: means, per-record rows, error, notes."""
+    def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
+        """Score stored answers, taken one at a time (``rows`` may be iterated more than once): means,
+        per-record rows, error, notes. With ``out``, the per-record rows are written to that JSON Lines
+        file as they are scored and not kept in the result."""
 
     def score_with_model(self, invoker: Callable, dataset: dict[str, Any], invoke: dict[str, Any],
                          limit: int) -> dict[str, Any]:
@@ -74,9 +76,10 @@ def scorer_for(algorithm: dict[str, Any], context: dict[str, Any] | None = None)
     return cls(algorithm, context or {}) if getattr(cls, "takes_context", False) else cls(algorithm)
 
 
-def score_outputs(algorithm: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def score_outputs(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]],
+                  out: str | None = None) -> dict[str, Any]:
     """Score stored answers with the scorer ``algorithm`` names."""
-    return scorer_for(algorithm).score(rows)
+    return scorer_for(algorithm).score(rows, out)
 
 
 def lower_is_better(eval_name: str) -> bool:

@@ -12,11 +12,13 @@ policy names them as ``mmlu.accuracy`` or ``mmlu.accuracy.astronomy``. Per recor
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
 from lib import storage
 from lib.benchmarks.suites import SUITES
-from lib.engine.score import empty_result, mean
+from lib.engine.score import Tally, empty_result
 
 
 class BenchmarkScorer:
@@ -44,48 +46,49 @@ class BenchmarkScorer:
             return {}
         return {r["id"]: r["benchmark"] for r in storage.read_jsonl(layout.dataset) if r.get("benchmark")}
 
-    def score(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
         items = self._items()
-        missing = 0
+        missing = unread = records = 0
         per_record: list[dict[str, Any]] = []
-        unread = 0
-        for row in rows:
-            item = items.get(row["id"])
-            if item is None:  # scored without the run's dataset: the right answer is the target
-                missing += 1
-                item = {"answer": str(row.get("target_output") or ""), "subtask": None}
-            subtask = item.get("subtask")
-            keys = ["accuracy"] + ([f"accuracy.{subtask}"] if subtask else [])
-            if row.get("error") is not None or row.get("output") is None:
-                per_record.append({"id": row["id"], "failed": True, **dict.fromkeys(keys, 0.0),
-                                   "reference": item["answer"], "subtask": subtask})
-                continue
-            answer = self.suite.extract(row["output"], item)
-            unread += answer is None
-            value = 1.0 if self.suite.correct(answer, item) else 0.0
-            per_record.append({"id": row["id"], **dict.fromkeys(keys, value), "answer": answer,
-                               "reference": item["answer"], "subtask": subtask})
+        tally = Tally(failed_value=None)  # a failed record's 0s are its own keys', added with them
+        counts: Counter[str] = Counter()
+        with storage.JsonlWriter(out) if out else nullcontext() as writer:
+            for row in rows:
+                records += 1
+                item = items.get(row["id"])
+                if item is None:  # scored without the run's dataset: the right answer is the target
+                    missing += 1
+                    item = {"answer": str(row.get("target_output") or ""), "subtask": None}
+                subtask = item.get("subtask")
+                counts.update([subtask] if subtask else [])
+                keys = ["accuracy"] + ([f"accuracy.{subtask}"] if subtask else [])
+                if row.get("error") is not None or row.get("output") is None:
+                    entry = {"id": row["id"], "failed": True, **dict.fromkeys(keys, 0.0), "reference": item["answer"],
+                             "subtask": subtask}
+                    tally.fail()
+                else:
+                    answer = self.suite.extract(row["output"], item)
+                    unread += answer is None
+                    value = 1.0 if self.suite.correct(answer, item) else 0.0
+                    entry = {"id": row["id"], **dict.fromkeys(keys, value), "answer": answer,
+                             "reference": item["answer"], "subtask": subtask}
+                tally.add(dict.fromkeys(keys, entry["accuracy"]))
+                if writer is not None:
+                    writer.write(entry)
+                else:
+                    per_record.append(entry)
         result = empty_result(self.algorithm)
         result["per_record"] = per_record
-        result["failed_records"] = sum(1 for r in per_record if r.get("failed"))
-        result["scores"] = _means(per_record)
+        result["failed_records"] = tally.failed
+        means = tally.means()  # accuracy first, then each subtask's in name order
+        result["scores"] = {n: means.get(n) for n in ["accuracy", *sorted(n for n in means if n != "accuracy")]}
         notes = result["notes"]
         if unread:
-            notes.append(f"{unread} of {len(rows)} answers held no {self.suite.answer_kind} that could be read "
+            notes.append(f"{unread} of {records} answers held no {self.suite.answer_kind} that could be read "
                          "(scored 0)")
-        counts = Counter(r["subtask"] for r in per_record if r.get("subtask"))
         if counts:
             notes.append("records per subtask: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if missing:
             notes.append(f"{missing} records had no benchmark item in the run's dataset: scored against their "
                          "target without subtask")
         return result
-
-
-def _means(per_record: list[dict[str, Any]]) -> dict[str, float | None]:
-    """``accuracy`` first, then each subtask's in name order; each the mean over the records that have it."""
-    names = sorted({k for r in per_record for k in r if k.startswith("accuracy.")})
-    scores: dict[str, float | None] = {}
-    for name in ["accuracy", *names]:
-        scores[name] = mean([r.get(name) for r in per_record])
-    return scores

@@ -23,9 +23,10 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from lib import storage
 from lib.engine.score import empty_result, score_rows
 from lib.scorers import ScorerConfigError
 from lib.scorers.presets import DEFAULT_DELIMITER, PRESETS
@@ -128,7 +129,7 @@ class CustomScorer:
             return getattr(instance, "score", instance)
         return lambda record: target(record, **kwargs)
 
-    def score(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
         try:
             fn = self._function()
         except ScorerConfigError as exc:
@@ -145,12 +146,13 @@ class CustomScorer:
                       "metadata": {"id": row["id"], "prompt": row.get("prompt"), "latency_s": row.get("latency_s")}}
             return _as_scores(fn(record), name)
 
-        result = score_rows(self.algorithm, rows, one, by_row=True)
-        raised = [r for r in result["per_record"] if r.get("error")]
-        answered = [r for r in result["per_record"] if not r.get("failed")]
-        if raised and not answered:
-            return empty_result(self.algorithm, error=f"every record raised (first: {raised[0]['error']})")
+        result = score_rows(self.algorithm, rows, one, by_row=True, out=out)
+        raised, first = result["raised"], result["first_error"]
+        if raised and result["failed_records"] == result["records"]:
+            if out is not None:
+                storage.remove(out)  # not scored: no per-record file either
+            return empty_result(self.algorithm, error=f"every record raised (first: {first})")
         if raised:
-            result["notes"].append(f"{len(raised)} of {len(rows)} records raised in the scorer and score 0 "
-                                   f"(first: {raised[0]['error'][:200]})")
+            result["notes"].append(f"{raised} of {result['records']} records raised in the scorer and score 0 "
+                                   f"(first: {first[:200]})")
         return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib.engine import fmeval_offline
@@ -176,12 +176,13 @@ class FmevalScorer:
             raise ScorerConfigError(["algorithm"], problems[0] + (f" (nor can {len(problems) - 1} other model(s))"
                                                                   if len(problems) > 1 else ""))
 
-    def score(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
         try:
             scorer, notes = record_scorer(self.algorithm)
         except ScoringUnavailable as exc:
             return empty_result(self.algorithm, error=str(exc))
-        return score_rows(self.algorithm, rows, scorer, notes, failed_counts_as_zero=not self.lower_is_better)
+        return score_rows(self.algorithm, rows, scorer, notes, failed_counts_as_zero=not self.lower_is_better,
+                          out=out)
 
     def score_with_model(self, invoker: Callable, dataset: dict[str, Any], invoke: dict[str, Any],
                          limit: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 import string
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,7 +247,7 @@ class JudgeScorer:
 
     # ---- scoring --------------------------------------------------------------------------------------------
 
-    def score(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
         from lib.providers import get_provider
 
         algorithm = self.algorithm
@@ -270,7 +271,7 @@ class JudgeScorer:
             say(f"judge: starting {judge['provider']} {judge['model_id']}" if provider.deploys else
                 f"judge: {judge['provider']} {judge['model_id']}")
             deployment = provider.deploy(judge, None, deploy_context)
-            return self._score(rows, provider, judge, deployment, notes, candidate, say)
+            return self._score(rows, provider, judge, deployment, notes, candidate, say, out)
         except Exception as exc:
             from lib.redact import redact
 
@@ -297,8 +298,8 @@ class JudgeScorer:
             judge["endpoint_name"] = name
         return judge
 
-    def _score(self, rows: list[dict[str, Any]], provider: Any, judge: dict[str, Any], deployment: dict[str, Any],
-               notes: list[str], candidate: str, say: Any) -> dict[str, Any]:
+    def _score(self, rows: Iterable[dict[str, Any]], provider: Any, judge: dict[str, Any], deployment: dict[str, Any],
+               notes: list[str], candidate: str, say: Any, per_record_uri: str | None = None) -> dict[str, Any]:
         from lib import pricing, storage
         from lib.engine.cache import OutputCache
         from lib.engine.invoke import RetryPolicy, invoke_records
@@ -423,5 +424,6 @@ class JudgeScorer:
         if cost:
             notes.append(f"the judge's calls cost ${cost:.4f} (in this model's cost and its share of the budget)")
         say(f"judge: {calls} calls, {cached} from cache, {reasked} re-asked, {unreadable} unreadable")
-        return {**score_rows(algorithm, rows, row_scores, notes, by_row=True, details=details),
+        return {**score_rows(algorithm, rows, row_scores, notes, by_row=True, details=details,
+                              out=per_record_uri),
                 "cost_usd": None if cost is None else round(cost, 6)}

@@ -14,6 +14,7 @@ mlflow is imported here only, when `tracking.mlflow` is on: it takes seconds to 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ MODEL_TAG = "llm_eval.model"
 ROLE_TAG = "llm_eval.run"  # execution (the parent) or model (a child)
 LOGGED_TAG = "llm_eval.logged"  # parameters, metrics and tables are in: the next publish leaves them
 _TAG_MAX = 5000  # MLflow takes 8000 characters
+TABLE_RECORDS = 10_000  # rows in a model's per-record table; the run's own files hold every record
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")  # what MLflow allows in a key
 
 _CLIENTS: dict[str, Any] = {}
@@ -160,7 +162,8 @@ class MlflowSink:
         client.set_terminated(run_id, "FAILED" if result.status == FAILED else "FINISHED")
 
     def _records(self, client: Any, run_id: str, result: ModelResult, layout: RunLayout) -> None:
-        """The per-record table: each record's prompt, answer, error, latency and every score."""
+        """The per-record table: each record's prompt, answer, error, latency and every score; the first
+        `TABLE_RECORDS` records (a table is held whole to be logged; the run's files hold them all)."""
         import pandas as pd
 
         outputs_uri = result.outputs_uri or layout.outputs(result.model)
@@ -168,11 +171,15 @@ class MlflowSink:
             return
         keep = ("id", "model_input", "prompt", "target_output", "output", "error", "latency_s", "prompt_tokens",
                 "generated_tokens", "cached")
-        rows = {r["id"]: {k: r.get(k) for k in keep} for r in storage.read_jsonl(outputs_uri) if "id" in r}
+        rows = {r["id"]: {k: r.get(k) for k in keep}
+                for r in itertools.islice(storage.iter_jsonl(outputs_uri), TABLE_RECORDS) if "id" in r}
+        if result.records and result.records > len(rows):
+            client.set_tag(run_id, "records_table", f"the first {len(rows)} of {result.records} records; "
+                                                    f"all of them are in {outputs_uri}")
         for eval_name in result.scores:
             scores_uri = layout.scores(result.model, eval_name)
             if storage.exists(scores_uri):
-                for r in storage.read_jsonl(scores_uri):
+                for r in itertools.islice(storage.iter_jsonl(scores_uri), TABLE_RECORDS):
                     row = rows.get(r.get("id"))
                     if row is not None:
                         row.update({f"{eval_name}.{k}": v for k, v in r.items()

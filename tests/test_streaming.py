@@ -1,0 +1,250 @@
+"""Streaming (#17 item 3): records, answers and per-record scores go from and to storage one at a time,
+and what they add up to is what holding them all gave."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+
+import pytest
+from conftest import fake_aws
+
+from lib import storage
+from lib.engine.invoke import StoredRows, ask_records
+from lib.engine.invokers import Answer
+from lib.engine.score import Tally, mean, score_rows
+from lib.reports.pages import algorithm_html
+
+INVOKE = {"prompt_template": "Q: $model_input", "content_template": "PROMPT_PLACEHOLDER",
+          "inference_parameters": {}, "output": "[0].generated_text"}
+ALGORITHM = {"name": "Toy", "eval_name": "toy", "options": {}}
+
+
+def records(n: int) -> list[dict]:
+    return [{"id": f"r{i:05d}", "model_input": f"question {i}", "target_output": f"answer {i}"} for i in range(n)]
+
+
+# ---------------------------------------------------------------- means kept as they come
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_tally_gives_the_mean_of_the_whole_list_to_the_last_bit(seed):
+    rng = random.Random(seed)
+    # values whose float sum depends on the order they are added in: only an exact sum agrees with fmean
+    values = [rng.choice([1e16, -1e16, 1.0, 0.1, rng.random(), rng.uniform(-1e6, 1e6), None, math.nan])
+              for _ in range(3000)]
+    failed = rng.randrange(0, 50)
+    for failed_value in (0.0, None):
+        tally = Tally(failed_value)
+        for v in values:
+            tally.add({"a": v})
+        for _ in range(failed):
+            tally.fail()
+        expected = mean(values + [failed_value] * failed)
+        assert tally.means() == {"a": expected}
+        assert tally.failed == failed
+
+
+def test_a_tally_of_no_values_has_no_mean():
+    tally = Tally()
+    tally.add({"a": None})
+    assert tally.means() == {"a": None}
+
+
+# ---------------------------------------------------------------- per-record scores streamed to a file
+
+
+def rows_with(answers: list[str | None]) -> list[dict]:
+    return [{"id": f"r{i}", "model_input": f"q{i}", "target_output": "yes", "output": a,
+             "error": None if a is not None else "HTTP 500"} for i, a in enumerate(answers)]
+
+
+def varying(model_input: str, target: str, output: str) -> dict[str, float]:
+    """A scorer whose second score first appears on a later record (as a custom scorer's may)."""
+    if output == "boom":
+        raise ValueError("cannot score this one")
+    scores = {"exact": float(output == target)}
+    if output.startswith("y"):
+        scores["starts_y"] = 1.0
+    return scores
+
+
+def test_streamed_scores_equal_the_list_and_failed_records_get_every_name(tmp_path):
+    # failed records before and between the names' first appearances, and one the scorer raised on
+    rows = rows_with([None, "no", None, "yes", "boom", None, "yep", "no"])
+    held = score_rows(ALGORITHM, rows, varying)
+    out = tmp_path / "toy.jsonl"
+    streamed = score_rows(ALGORITHM, iter(rows), varying, out=str(out))
+    written = storage.read_jsonl(str(out))
+    assert written == held["per_record"]
+    assert streamed["per_record"] == []
+    assert streamed["scores"] == held["scores"] == {"exact": 0.125, "starts_y": 0.333333}  # 2 of 2 + 4 failed
+    assert written[0] == {"id": "r0", "failed": True, "exact": 0.0, "starts_y": 0.0}  # filled afterwards
+    assert (streamed["records"], streamed["failed_records"], streamed["raised"]) == (8, 4, 1)
+    assert streamed["first_error"] == "ValueError: cannot score this one"
+
+
+def test_streamed_scores_are_written_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "toy.jsonl"
+    out.write_text('{"id": "before"}\n')
+
+    def rows():
+        yield from rows_with(["yes", "no"])
+        raise KeyboardInterrupt  # the run is stopped while it scores
+
+    with pytest.raises(KeyboardInterrupt):
+        score_rows(ALGORITHM, rows(), varying, out=str(out))
+    assert out.read_text() == '{"id": "before"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.jsonl"]  # no temp file left
+
+
+def test_an_algorithm_page_from_streamed_files_shows_the_ten_lowest(tmp_path):
+    rows = [{"id": f"r{i}", "prompt": f"Q{i}", "target_output": "t", "output": f"a{i}", "error": None}
+            for i in range(40)]
+    per_record = [{"id": f"r{i}", "score": (i * 7) % 40 / 40} for i in range(40)]
+    storage.write_jsonl(str(tmp_path / "out.jsonl"), rows)
+    storage.write_jsonl(str(tmp_path / "scores.jsonl"), per_record)
+    result = {"scores": {"score": 0.5}, "per_record": [], "notes": []}
+    page = algorithm_html("m", "d", ALGORITHM, result, "$model_input", StoredRows(str(tmp_path / "out.jsonl")),
+                          storage.iter_jsonl(str(tmp_path / "scores.jsonl")))
+    lowest = sorted(per_record, key=lambda r: r["score"])[:10]
+    for r in lowest:
+        assert f"Q{r['id'][1:]}<" in page  # its prompt, from the answers file
+    assert sum(f"Q{i}<" in page for i in range(40)) == 10
+
+
+# ---------------------------------------------------------------- asking, in order, from a stream
+
+
+class SlowAndUneven:
+    """A stand-in model (not our code): answers out of order (random delays), counts calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, prompt: str) -> Answer:
+        time.sleep(random.random() * 0.003)
+        with self.lock:
+            self.calls += 1
+        return Answer(f"answer {prompt.split()[-1]}", 3, 2)
+
+
+def ask(source, total: int, uri: str, model) -> object:
+    return ask_records(source, total=total, invoke=INVOKE, invoker=model, identity="m", outputs_uri=uri,
+                       cache=None, max_concurrency=8)
+
+
+def test_answers_are_written_in_record_order_from_a_stream_of_records(tmp_path):
+    uri = str(tmp_path / "outputs.jsonl")
+    model = SlowAndUneven()
+    consumed = []
+
+    def source():  # a generator: it is never held as a list
+        for r in records(600):
+            consumed.append(r["id"])
+            yield r
+
+    stats = ask(source(), 600, uri, model)
+    written = storage.read_jsonl(uri)
+    assert [r["id"] for r in written] == [r["id"] for r in records(600)]
+    assert all(r["output"] == f"answer {int(r['id'][1:])}" for r in written)
+    assert model.calls == stats.invocations == 600 and stats.records == 600
+    assert len(stats.latencies) == 600 and stats.summary()["latency_p95_s"] is not None
+
+
+def test_a_resumed_ask_keeps_earlier_answers_drops_other_records_and_ends_in_order(tmp_path):
+    uri = str(tmp_path / "outputs.jsonl")
+    # an earlier run's file, written out of order: r3 failed, r5 was never answered, and "gone" is a
+    # record the dataset no longer has
+    earlier = [{"id": i, "model_input": "q",
+                "prompt": f"Q: question {int(i[1:])}" if i != "gone" else "Q: x", "target_output": None,
+                "output": "kept" if i != "r00003" else None, "error": None if i != "r00003" else "HTTP 500",
+                "latency_s": 0.1, "attempts": 1, "prompt_tokens": None, "generated_tokens": None, "cached": False}
+               for i in ["r00002", "gone", "r00000", "r00003", "r00001", "r00004"]]
+    storage.write_jsonl(uri, earlier)
+    model = SlowAndUneven()
+    stats = ask(iter(records(6)), 6, uri, model)
+    written = storage.read_jsonl(uri)
+    assert [r["id"] for r in written] == [f"r{i:05d}" for i in range(6)]
+    assert [r["output"] for r in written] == ["kept", "kept", "kept", "answer 3", "kept", "answer 5"]
+    assert model.calls == stats.invocations == 2 and stats.resumed == 4
+
+
+def test_an_interrupted_ask_keeps_the_answers_in_hand_and_a_rerun_asks_only_the_rest(tmp_path):
+    uri = str(tmp_path / "outputs.jsonl")
+    model = SlowAndUneven()
+
+    def source():
+        for r in records(300):
+            if r["id"] == "r00200":
+                raise KeyboardInterrupt  # Ctrl-C while the next records are read
+            yield r
+
+    with pytest.raises(KeyboardInterrupt):
+        ask(source(), 300, uri, model)
+    kept = storage.read_jsonl(uri)
+    assert 0 < len(kept) == model.calls <= 200  # every answer in hand was written, none twice
+    assert len({r["id"] for r in kept}) == len(kept)
+    rerun = SlowAndUneven()
+    stats = ask(iter(records(300)), 300, uri, rerun)
+    assert rerun.calls == 300 - len(kept) and stats.resumed == len(kept)
+    assert [r["id"] for r in storage.read_jsonl(uri)] == [r["id"] for r in records(300)]
+
+
+# ---------------------------------------------------------------- S3: multipart, and nothing left on failure
+
+
+@pytest.fixture
+def bucket(monkeypatch):
+    moto = pytest.importorskip("moto")
+    fake_aws(monkeypatch)
+    with moto.mock_aws():
+        import boto3
+
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="runs")
+        yield client
+
+
+def test_a_large_file_goes_to_s3_in_parts_and_reads_back_line_by_line(bucket):
+    uri = "s3://runs/models/m/outputs.jsonl"
+    line = {"id": "x", "output": "y" * 1000}
+    n = 6000  # about 6 MB: two parts of S3's 5 MiB minimum
+    with storage.JsonlWriter(uri, part_bytes=5 * 1024 * 1024) as writer:
+        for i in range(n):
+            writer.write({**line, "id": i})
+        assert writer._upload is not None and len(writer._upload["parts"]) == 1  # the first part is up already
+    assert bucket.list_multipart_uploads(Bucket="runs").get("Uploads", []) == []
+    ids = [r["id"] for r in storage.iter_jsonl(uri)]
+    assert ids == list(range(n))
+
+
+def test_a_failed_s3_write_leaves_the_old_object_and_no_upload(bucket):
+    uri = "s3://runs/models/m/outputs.jsonl"
+    storage.write_jsonl(uri, [{"id": "old"}])
+
+    def rows():
+        for i in range(6000):
+            yield {"id": i, "output": "y" * 1000}
+        raise RuntimeError("the scorer broke")
+
+    with pytest.raises(RuntimeError):
+        storage.write_jsonl(uri, rows())
+    assert bucket.list_multipart_uploads(Bucket="runs").get("Uploads", []) == []
+    assert storage.read_jsonl(uri) == [{"id": "old"}]
+
+
+def test_the_s3_appender_holds_only_the_lines_not_uploaded(bucket):
+    uri = "s3://runs/models/m/outputs.jsonl"
+    storage.write_jsonl(uri, [{"id": "earlier"}])
+    with storage.JsonlAppender(uri, flush_every=10, part_seconds=0) as out:
+        for i in range(95):
+            out.append({"id": i})
+        assert len(out._rows) == 5  # 9 parts of 10 went up; only the last 5 lines are held
+    assert [r["id"] for r in storage.read_jsonl(uri)] == ["earlier", *range(95)]
+    assert storage.list_files(uri + ".parts") == []
+    assert json.loads(storage.read_text(uri).splitlines()[1]) == {"id": 0}
