@@ -7,7 +7,8 @@
 2. Orchestration: the `run` command (a new process: imports, set-up and every step inside the clock)
    on 10,000 records x 3 algorithms against an instant OpenAI-compatible server, against a plain
    client asking the same server the same questions with the same concurrency; a 10-record run for
-   the fixed start-up; peak memory at 10,000 and 100,000 records.
+   the fixed start-up; wall time and peak memory at 10,000 and 100,000 records, unsharded and with
+   `dataset.shards: 4` (and 4 local workers).
 3. Scoring throughput: 10,000 cached records x 3 algorithms; the local server (concurrent requests over HTTP,
    gathered into batches) against raw batched `generate` on the same questions.
 4. SageMaker definition build time for 10, 50 and 200 models: our way (settings as @step arguments,
@@ -426,7 +427,7 @@ with open(out, "w") as fh, ThreadPoolExecutor(workers) as pool:
 
 ORCHESTRATION_CONFIG = """pipeline: {{name: bench-orchestration}}
 dataset: {{dataset_name: trivia-{n}, input_data_location: {data}, dataset_mime_type: jsonlines,
-          model_input_key: question, target_output_key: answer}}
+          model_input_key: question, target_output_key: answer{shards}}}
 models:
   - name: instant
     provider: openai
@@ -498,12 +499,15 @@ def _timed(cmd: list[str], cwd: Path, log: Path) -> dict:
             "cpu_s": round(m["cpu_s"], 1), "exit": m["exit"]}
 
 
-def run_cli(code: Path, url: str, data: Path, n: int, work: Path) -> dict:
-    """`run` of the orchestration config with the project in ``code``, in a new process, empty cache."""
+def run_cli(code: Path, url: str, data: Path, n: int, work: Path, shards: int | None = None,
+            max_workers: int = 2) -> dict:
+    """`run` of the orchestration config with the project in ``code``, in a new process, empty cache;
+    ``shards``: with that `dataset.shards` (checked: the run had that many evaluate steps)."""
     work.mkdir(parents=True, exist_ok=True)
-    (work / "config.yaml").write_text(ORCHESTRATION_CONFIG.format(n=n, data=data, url=url, concurrency=CONCURRENCY))
+    (work / "config.yaml").write_text(ORCHESTRATION_CONFIG.format(
+        n=n, data=data, url=url, concurrency=CONCURRENCY, shards=f", shards: {shards}" if shards else ""))
     (work / "pipeline_config.yaml").write_text(
-        f"local: {{output_dir: {work / 'runs'}, max_workers: 2, model_cache_dir: {work / 'cache'}}}\n")
+        f"local: {{output_dir: {work / 'runs'}, max_workers: {max_workers}, model_cache_dir: {work / 'cache'}}}\n")
     result = _timed([sys.executable, str(code / "pipelines" / "build_pipeline.py"), "run", "--config",
                      str(work / "config.yaml"), "--output-dir", str(work / "out")], code, work / "run.log")
     summary = json.loads((work / "out" / "summary.json").read_text()) if (work / "out" / "summary.json").exists() \
@@ -512,6 +516,11 @@ def run_cli(code: Path, url: str, data: Path, n: int, work: Path) -> dict:
     if result["exit"] != 0 or model.get("invocations") != n or len(model.get("scores", {})) != 3:
         tail = (work / "run.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the {n}-record run did not do what it should (exit {result['exit']}):\n{tail}")
+    if shards:
+        steps = json.loads((work / "out" / "execution.json").read_text())["steps"]
+        asked = [s for s in steps if s.startswith("evaluate-instant-shard-") and steps[s]["status"] == "succeeded"]
+        if len(asked) != shards:
+            raise RuntimeError(f"the {n}-record run with {shards} shards ran {len(asked)} shard steps: {sorted(steps)}")
     return result
 
 
@@ -563,23 +572,41 @@ def bench_orchestration(n: int = 10_000, baseline: str | None = None) -> dict:
     return out
 
 
-def bench_memory(sizes: tuple[int, ...] = (10_000, 100_000), known: dict | None = None) -> dict:
-    """Peak RSS of `run` (the whole process) as the dataset grows; ``known``: sizes already measured."""
+MEMORY_SHARDS = 4  # bench_memory's sharded case: `dataset.shards: 4` and 4 local workers (every shard at once)
+
+
+def bench_memory(sizes: tuple[int, ...] = (10_000, 100_000), known: dict | None = None,
+                 shards: int = MEMORY_SHARDS) -> dict:
+    """Wall time and peak RSS of `run` as the dataset grows, unsharded and with ``dataset.shards: shards``
+    (as many local workers); ``known``: unsharded sizes already measured. The local executor runs every
+    step, each shard too, as a thread of the one `run` process (pipelines/local_executor.py), and the
+    launcher's ``wait4`` also counts any child that process waited for: the peak is the whole run's."""
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     out: dict = {}
+    sharded: dict = {"shards": shards, "max_workers": shards}
     try:
         with instant_server() as url:
             for n in sizes:
-                r = (known or {}).get(str(n)) or run_cli(ROOT, url, _dataset(n, work), n, work / str(n))
+                data = _dataset(n, work)
+                r = (known or {}).get(str(n)) or run_cli(ROOT, url, data, n, work / str(n))
                 out[str(n)] = r
                 print(f"  {n:>7} records: peak {r['peak_rss_mb']} MB, {r['seconds']:.1f}s", flush=True)
+                r = run_cli(ROOT, url, data, n, work / f"{n}-sharded", shards=shards, max_workers=shards)
+                sharded[str(n)] = r
+                print(f"  {n:>7} records, {shards} shards: peak {r['peak_rss_mb']} MB, {r['seconds']:.1f}s", flush=True)
                 shutil.rmtree(work / str(n), ignore_errors=True)
+                shutil.rmtree(work / f"{n}-sharded", ignore_errors=True)
+                data.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    small, large = (out[str(n)] for n in (sizes[0], sizes[-1]))
-    out["mb_per_10k_records"] = round((large["peak_rss_mb"] - small["peak_rss_mb"])
-                                      / ((sizes[-1] - sizes[0]) / 10_000), 1)
-    print(f"  growth: {out['mb_per_10k_records']} MB per 10,000 records", flush=True)
+    if len(sizes) > 1:
+        for figures in (out, sharded):
+            small, large = (figures[str(n)] for n in (sizes[0], sizes[-1]))
+            figures["mb_per_10k_records"] = round((large["peak_rss_mb"] - small["peak_rss_mb"])
+                                                  / ((sizes[-1] - sizes[0]) / 10_000), 1)
+        print(f"  growth: {out['mb_per_10k_records']} MB per 10,000 records; with {shards} shards "
+              f"{sharded['mb_per_10k_records']} MB", flush=True)
+    out["sharded"] = sharded
     return out
 
 
@@ -619,6 +646,14 @@ def readme_table(results: dict) -> str:
         rows.append("| peak memory of that `run` | " + ", ".join(
             f"{int(k):,} records: {m[k]['peak_rss_mb']:,} MB" for k in sizes)
             + f" (+{m['mb_per_10k_records']} MB per 10,000) | — |")
+        sh = m.get("sharded")
+        if sh:
+            def figures(f: dict) -> str:
+                return "; ".join(f"{int(k):,} records: {_s(f[k]['seconds'])}, {f[k]['peak_rss_mb']:,} MB"
+                                 for k in sorted((k for k in f if k.isdigit()), key=int))
+
+            rows.append(f"| that `run` with `dataset.shards: {sh['shards']}` ({sh['max_workers']} local workers): wall "
+                        f"time, peak memory | {figures(sh)} | unsharded: {figures(m)} |")
     sc = results.get("scoring")
     if sc:
         rows.append(f"| scoring {sc['records']:,} cached records × {sc['algorithms']} algorithms | "
@@ -713,7 +748,8 @@ def main() -> int:
     if "memory" in parts:
         known = {"10000": results["orchestration"]["ours"]} \
             if results.get("orchestration", {}).get("records") == 10_000 else {}
-        measure("memory", "Peak memory of `run` as the dataset grows:", bench_memory, (10_000, 100_000), known)
+        measure("memory", f"Wall time and peak memory of `run` as the dataset grows, unsharded and with "
+                f"{MEMORY_SHARDS} shards:", bench_memory, (10_000, 100_000), known)
     if "server" in parts:
         measure("server", "Local server against raw batched generate:", bench_server)
     if "scoring" in parts:
