@@ -17,9 +17,9 @@ def per_record_reader(layout: RunLayout, score_names: dict[str, list[str]]
         uri = layout.scores(model, metric.partition(".")[0])
         if not storage.exists(uri):
             return {}
-        rows = storage.read_jsonl(uri)
-        name = score_name(metric, score_names, {k: None for r in rows[:1] for k in r if k not in
-                                                ("id", "failed", "error")})
-        return {r["id"]: r.get(name) for r in rows if name}
+        first = next(storage.iter_jsonl(uri), None)
+        name = score_name(metric, score_names, {k: None for k in first or {} if k not in ("id", "failed", "error")})
+        # only each record's value is held (a paired comparison needs them), never the rows themselves
+        return {r["id"]: r.get(name) for r in storage.iter_jsonl(uri)} if name else {}
 
     return read
