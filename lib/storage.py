@@ -180,8 +180,20 @@ def iter_jsonl(uri: str) -> Iterator[dict]:
     """Every complete line, one at a time: a file of any size in constant memory (`read_jsonl` holds
     them all). A torn or unreadable line is skipped, as `read_jsonl` skips it."""
     if uri.startswith("s3://"):
+        # copied to a temp file first: no download is held open while a long step reads slowly, and a
+        # line of any length is read in one go
+        lines = tempfile.TemporaryFile()  # noqa: SIM115 (closed below; deleted when closed)
         client, bucket, key = _s3(uri)
-        lines: Iterable[bytes] = client.get_object(Bucket=bucket, Key=key)["Body"].iter_lines()
+        try:
+            client.download_fileobj(bucket, key, lines)
+            lines.seek(0)
+        except BaseException as exc:
+            lines.close()
+            if isinstance(exc, OSError):
+                raise StorageError(uri, f"{_reason(exc)} (copying to {tempfile.gettempdir()})", "copy") from exc
+            if _s3_refused(exc):
+                raise StorageError(uri, _reason(exc), "read") from exc
+            raise
     else:
         lines = open(uri, "rb")  # noqa: SIM115 (closed below, also when the reader stops early)
     try:
@@ -411,6 +423,8 @@ class JsonlAppender:
     writes the whole file once (streamed: the old file, the parts, the last lines; multipart when
     large) and deletes the parts; parts a killed run left are folded into the file by the next
     appender opened on it. Only the lines not in a part yet are held in memory.
+
+    ``had_lines``: the file held lines when it was opened (a killed run's parts included).
     """
 
     def __init__(self, uri: str, flush_every: int = 50, part_seconds: float = 2.0) -> None:
@@ -428,6 +442,7 @@ class JsonlAppender:
             left = self._list_parts()
             if left:  # a killed run's lines: into the file now, so every reader sees them
                 self._compose(left, [])
+            self.had_lines = bool(left) or exists(uri)
         else:
             path = Path(uri)
             self._fd: int | None = None
@@ -436,6 +451,7 @@ class JsonlAppender:
                 _drop_torn_tail(path)
                 self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
                 self._size = os.fstat(self._fd).st_size
+                self.had_lines = self._size > 0
             except OSError as exc:
                 raise StorageError(uri, _reason(exc, uri)) from exc
 

@@ -248,3 +248,101 @@ def test_the_s3_appender_holds_only_the_lines_not_uploaded(bucket):
     assert [r["id"] for r in storage.read_jsonl(uri)] == ["earlier", *range(95)]
     assert storage.list_files(uri + ".parts") == []
     assert json.loads(storage.read_text(uri).splitlines()[1]) == {"id": 0}
+
+
+# ---------------------------------------------------------------- off the happy path: a slow record, a resume, a kill
+
+
+class Gauge:
+    """A stand-in model (not our code) that records how many calls were in flight at once; ``hold`` names
+    a prompt that is answered only once ``release_after`` other calls were made (or after 20 s)."""
+
+    def __init__(self, hold: str | None = None, release_after: int = 0) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = self.calls = 0
+        self.hold, self.release_after = hold, release_after
+        self.released = threading.Event()
+        self.held_until_released = False
+
+    def __call__(self, prompt: str) -> Answer:
+        with self.lock:
+            self.now += 1
+            self.calls += 1
+            self.most = max(self.most, self.now)
+            if self.calls > self.release_after:
+                self.released.set()
+        try:
+            if prompt == self.hold:
+                self.held_until_released = self.released.wait(20)
+            else:
+                time.sleep(0.002)
+            return Answer(f"answer {prompt.split()[-1]}", 3, 2)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_one_slow_record_does_not_hold_up_the_others(tmp_path):
+    # the 6th record is answered only after 590 others were asked: in-order writing must not wait for it
+    model = Gauge(hold="Q: question 5", release_after=590)
+    stats = ask(iter(records(600)), 600, str(tmp_path / "outputs.jsonl"), model)
+    assert model.held_until_released
+    assert stats.invocations == 600
+    assert [r["id"] for r in storage.read_jsonl(str(tmp_path / "outputs.jsonl"))] == [r["id"] for r in records(600)]
+
+
+def test_a_resume_with_failures_scattered_through_it_asks_them_side_by_side(tmp_path):
+    uri = str(tmp_path / "outputs.jsonl")
+    earlier = [{"id": r["id"], "model_input": r["model_input"], "prompt": f"Q: {r['model_input']}",
+                "target_output": None, "output": None if i % 3 == 0 else "kept",
+                "error": "HTTP 429" if i % 3 == 0 else None, "latency_s": 0.1, "attempts": 5,
+                "prompt_tokens": None, "generated_tokens": None, "cached": False}
+               for i, r in enumerate(records(120))]
+    storage.write_jsonl(uri, earlier)
+    model = Gauge()
+    stats = ask(iter(records(120)), 120, uri, model)
+    assert model.calls == 40 and stats.resumed == 80
+    assert model.most >= 4  # the 40 re-asks went out side by side, not one per kept answer
+    written = storage.read_jsonl(uri)
+    assert [r["id"] for r in written] == [r["id"] for r in records(120)]
+    assert all(r["error"] is None for r in written)
+
+
+def test_a_resume_stopped_half_way_leaves_its_file_in_record_order(tmp_path):
+    uri = str(tmp_path / "outputs.jsonl")
+    ask(iter(records(100)[::2]), 50, uri, SlowAndUneven())  # an earlier run asked every other record
+
+    def source():
+        for r in records(100):
+            if r["id"] == "r00060":
+                raise KeyboardInterrupt
+            yield r
+
+    with pytest.raises(KeyboardInterrupt):
+        ask(source(), 100, uri, SlowAndUneven())
+    ids = [r["id"] for r in storage.read_jsonl(uri)]
+    assert len(ids) == len(set(ids)) and set(ids) >= {r["id"] for r in records(100)[::2]}  # nothing lost
+    assert ids == sorted(ids)  # in record order, the earlier run's later rows included, for the report
+
+
+def test_a_killed_ask_in_s3_is_resumed_from_its_parts_without_asking_twice(bucket):
+    uri = "s3://runs/models/m/outputs.jsonl"
+    killed = storage.JsonlAppender(uri, flush_every=10, part_seconds=0)
+    for r in records(100)[:60]:  # the job dies here: its answers are parts, the file was never written
+        killed.append({**r, "prompt": f"Q: {r['model_input']}", "output": "kept", "error": None,
+                       "latency_s": 0.1, "attempts": 1, "prompt_tokens": None, "generated_tokens": None,
+                       "cached": False})
+    assert not storage.exists(uri) and storage.list_files(uri + ".parts")
+    model = SlowAndUneven()
+    stats = ask(iter(records(100)), 100, uri, model)
+    written = storage.read_jsonl(uri)
+    assert model.calls == 40 and stats.resumed == 60
+    assert [r["id"] for r in written] == [r["id"] for r in records(100)]
+    assert storage.list_files(uri + ".parts") == []
+
+
+def test_a_line_of_megabytes_reads_back_from_s3(bucket):
+    uri = "s3://runs/dataset/long.jsonl"
+    storage.write_jsonl(uri, [{"id": "short"}, {"id": "long", "text": "x" * 3_000_000}, {"id": "after"}])
+    rows = list(storage.iter_jsonl(uri))
+    assert [r["id"] for r in rows] == ["short", "long", "after"] and len(rows[1]["text"]) == 3_000_000

@@ -161,6 +161,9 @@ def call_with_retries(invoker: Invoker, prompt: str, policy: RetryPolicy) -> tup
             return None, f"{type(exc).__name__}: {exc}", attempt
 
 
+AHEAD = 4096  # rows (about 1 KB each) that may wait to be written behind one that takes long to answer
+
+
 class StoredRows:
     """The rows of a JSON Lines file (a model's answers), read one at a time each time they are iterated:
     what scorers take, so no step holds a run's answers in memory. ``limit``: the first N only."""
@@ -197,18 +200,17 @@ def ask_records(
     they were answered with the same prompt. With ``spend``, no new call starts once its limit is spent
     (those records fail with the reason and are asked again by a rerun).
 
-    Memory stays flat: at most a window of rows is in flight, and answers are written in order as soon
-    as the ones before them are; only a resumed run holds the earlier run's answers (to reorder them)."""
+    Memory stays flat: at most `AHEAD` rows wait to be written (asked, or answered while one before
+    them is still being asked), and each is written as soon as the ones before it are; only a resumed
+    run holds the earlier run's answers (to put the file back in order)."""
     policy = policy or RetryPolicy()
     stats = InvocationStats(records=total)
-    resuming = storage.exists(outputs_uri)
-    done = answered_rows(outputs_uri) if resuming else {}
     order: dict[str, int] = {}  # a resumed run's record order, to put its file back in
     finished, failures = 0, 0
     step = max(1, total // 10)
     track = getattr(progress, "track", None)  # a step's `lib.progress.Reporter`: the display paces itself
-    window: deque[Future] = deque()
-    in_flight = max(64, 16 * max_concurrency)  # enough queued to keep every worker busy
+    window: deque[tuple[Future, bool]] = deque()  # (the row to come, whether it is an earlier run's)
+    ahead = max(AHEAD, 64 * max_concurrency)
 
     def one(record: dict[str, Any], prompt: str) -> dict[str, Any] | None:
         if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
@@ -258,48 +260,76 @@ def ask_records(
         track(total=total, done=0, errors=0)
     started = time.perf_counter()
     # a fresh run writes the file in record order as it goes; a resumed one appends, then puts it in order
-    with storage.JsonlAppender(outputs_uri) as out, ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-        def drain(keep: int) -> None:
-            while len(window) > keep:
-                row = window.popleft().result()
-                if row is not None:
-                    out.append(row)
-                    settle(row, new=True)
+    complete = resuming = False
+    try:
+        with storage.JsonlAppender(outputs_uri) as out, ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+            # decided once the appender has folded in what a killed run left (its S3 parts)
+            resuming = out.had_lines
+            done = answered_rows(outputs_uri) if resuming else {}
+            written: Future | None = None  # the head's row, appended but not yet taken off the window
 
-        try:
-            for record in records:
-                if resuming:
-                    order[record["id"]] = len(order)
-                prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
-                earlier = done.get(record["id"])
-                if earlier is not None and earlier.get("prompt") == prompt:
-                    drain(0)  # what is before it first: progress and first_error go in record order
-                    stats.resumed += 1
-                    settle(earlier, new=False)
-                    continue
-                if interrupt.requested():
-                    break
-                window.append(pool.submit(one, record, prompt))
-                drain(in_flight)
-            drain(0)
-        except BaseException:  # Ctrl-C, a refused write: keep every answer already in hand (a rerun resumes)
-            for future in window:
-                future.cancel()
-            for future in window:
-                row = None if future.cancelled() or future.exception() else future.result()
-                if row is not None:
-                    out.append(row)
-            raise
+            def write_ready(wait_above: int) -> None:
+                """Write the rows at the head of the window that are answered; wait for the head only while
+                more than ``wait_above`` rows are waiting."""
+                nonlocal written
+                while window and (window[0][0].done() or len(window) > wait_above):
+                    future, earlier = window[0]
+                    row = future.result()  # looked at first, taken off once written: Ctrl-C loses no answer
+                    if row is not None and not earlier:
+                        out.append(row)
+                    written = future
+                    window.popleft()
+                    if row is not None:
+                        settle(row, new=not earlier)
+
+            try:
+                for record in records:
+                    if resuming:
+                        order[record["id"]] = len(order)
+                    prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
+                    earlier = done.get(record["id"])
+                    if earlier is not None and earlier.get("prompt") == prompt:
+                        kept: Future = Future()  # in its place in the window: counted in record order, never waited on
+                        kept.set_result(earlier)
+                        window.append((kept, True))
+                        stats.resumed += 1
+                    elif interrupt.requested():
+                        break
+                    else:
+                        window.append((pool.submit(one, record, prompt), False))
+                    write_ready(ahead)
+                else:
+                    complete = True
+                write_ready(0)
+            except BaseException:  # Ctrl-C, a refused write: keep every answer already in hand (a rerun resumes)
+                for future, _ in window:
+                    future.cancel()
+                for future, earlier in window:
+                    if future is written or earlier or future.cancelled() or future.exception():
+                        continue
+                    row = future.result()
+                    if row is not None:
+                        out.append(row)
+                raise
+    finally:
+        if resuming:  # also when stopped: the wind-down's report reads the file in record order
+            _in_record_order(outputs_uri, order, complete)
     stats.wall_s = time.perf_counter() - started
     interrupt.check()
-    if resuming:
-        _in_record_order(outputs_uri, order)
     return stats
 
 
-def _in_record_order(outputs_uri: str, order: dict[str, int]) -> None:
+def _in_record_order(outputs_uri: str, order: dict[str, int], complete: bool) -> None:
     """A resumed run's file holds the earlier run's rows, then this run's (a record's latest row last).
-    Rewrite it with each record's latest row, once, in record order; rows of records no longer in the
-    dataset are dropped."""
-    latest = {row["id"]: row for row in storage.iter_jsonl(outputs_uri) if row["id"] in order}
-    storage.write_jsonl(outputs_uri, sorted(latest.values(), key=lambda row: order[row["id"]]))
+    Rewrite it with each record's latest row, once, in record order. Rows of records not met (yet) go
+    last, in the order they were in, when the records were not all read (``complete`` off); when they
+    were, those records are no longer in the dataset and their rows are dropped."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in storage.iter_jsonl(outputs_uri):
+        if complete and row["id"] not in order:
+            continue
+        latest.pop(row["id"], None)  # a later row of the same record wins, in its first place below
+        latest[row["id"]] = row
+    last = len(order)
+    position = {rid: order.get(rid, last + i) for i, rid in enumerate(latest)}
+    storage.write_jsonl(outputs_uri, sorted(latest.values(), key=lambda row: position[row["id"]]))
