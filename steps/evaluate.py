@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib import pricing, progress, reports, storage
@@ -50,7 +50,7 @@ def _ask_shard(step: str, model: dict[str, Any], deployment: dict[str, Any], dat
                shard: dict[str, int], execution_id: str | None = None) -> dict[str, Any]:
     start, end = shard_range(record_count(dataset), shard["index"], shard["count"])
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
-    stats = _ask(step, model, deployment, itertools.islice(storage.iter_jsonl(dataset["uri"]), start, end),
+    stats = _ask(step, model, deployment, lambda: itertools.islice(storage.iter_jsonl(dataset["uri"]), start, end),
                  end - start, layout.shard_outputs(model["name"], shard["index"]), cache_root, spend, execution_id)
     return {"model": model["name"], "shard": shard, "records": [start, end],
             "invocations": stats.invocations, "attempts": stats.attempts, "resumed": stats.resumed,
@@ -64,10 +64,11 @@ def record_count(dataset: dict[str, Any]) -> int:
     return sum(1 for _ in storage.iter_jsonl(dataset["uri"]))
 
 
-def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: Iterable[dict[str, Any]],
-         total: int, outputs_uri: str, cache_root: str | None, spend: Spend | None,
-         execution_id: str | None = None) -> InvocationStats:
-    """Ask the model every record (``total`` of them, read one at a time) into ``outputs_uri``."""
+def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any],
+         records: Callable[[], Iterable[dict[str, Any]]], total: int, outputs_uri: str, cache_root: str | None,
+         spend: Spend | None, execution_id: str | None = None) -> InvocationStats:
+    """Ask the model every record (``total`` of them; ``records()`` reads them one at a time, as often
+    as the way of asking needs) into ``outputs_uri``."""
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     invoke = model["invoke"]
@@ -75,8 +76,8 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: 
         from lib import aws
         from lib.engine.batch import transform_records
 
-        _, stats = transform_records(
-            list(records), model=model, deployment=deployment, identity=provider.identity(model, deployment),
+        stats = transform_records(
+            records, total, model=model, deployment=deployment, identity=provider.identity(model, deployment),
             outputs_uri=outputs_uri, cache=OutputCache(cache_root) if cache_root else None,
             execution_id=execution_id,
             tags=aws.resource_tags(model["pipeline"], execution_id, model["name"]), progress=say)
@@ -84,7 +85,7 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any], records: 
             f"{stats.resumed} resumed, {stats.errors} errors")
         return stats
     stats = ask_records(
-        records,
+        records(),
         total=total,
         invoke=invoke,
         invoker=provider.invoker(model, deployment),
@@ -106,7 +107,7 @@ def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], data
               budget_share_usd: float | None = None, execution_id: str | None = None) -> ModelResult:
     # one account per model: its answers and its judge's ratings both spend its share of the budget
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
-    stats = _ask(step, model, deployment, storage.iter_jsonl(dataset["uri"]), record_count(dataset),
+    stats = _ask(step, model, deployment, lambda: storage.iter_jsonl(dataset["uri"]), record_count(dataset),
                  layout.outputs(model["name"]), cache_root, spend, execution_id)
     return scored_result(step, model, deployment, dataset, algorithms, layout, cache_root, stats, spend)
 

@@ -10,9 +10,8 @@ the run is interrupted.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lib import aws, storage
@@ -33,38 +32,41 @@ def job_name(model_name: str, execution_id: str | None) -> str:
     return f"{base}-{hashlib.sha256(seed.encode()).hexdigest()[:12]}"
 
 
-def input_lines(records: list[dict[str, Any]], prompts: dict[str, str], invoke: dict[str, Any]) -> str:
-    return "".join(json.dumps({"id": r["id"], "body": build_body(invoke, prompts[r["id"]])}) + "\n" for r in records)
+def input_line(record_id: str, prompt: str, invoke: dict[str, Any]) -> dict[str, Any]:
+    """One line of the job's input: the record's id, and its request as the model takes it."""
+    return {"id": record_id, "body": build_body(invoke, prompt)}
 
 
-def run_transform(*, model: dict[str, Any], deployment: dict[str, Any], records: list[dict[str, Any]],
-                  prompts: dict[str, str], folder: str, execution_id: str | None, tags: list[dict[str, str]],
-                  progress: Callable[[str], None], poll_seconds: float = POLL_SECONDS) -> tuple[dict[str, Any], float]:
-    """Run the job over ``records``; ({record id: Answer or error text}, seconds the job took).
-    ``folder`` (S3) receives the input and the job's output."""
+def input_uri(folder: str) -> str:
+    return storage.join(folder, "input", "records.jsonl")
+
+
+def run_transform(*, model: dict[str, Any], deployment: dict[str, Any], records: int, folder: str,
+                  execution_id: str | None, tags: list[dict[str, str]], progress: Callable[[str], None],
+                  poll_seconds: float = POLL_SECONDS) -> tuple[str, float]:
+    """Run the job over the ``records`` input lines already in ``folder`` (S3, `input_uri`); (the URI of
+    its output, seconds the job took). The output goes to ``folder`` too."""
     invoke, dep = model["invoke"], model["deployment"]
     name = job_name(model["name"], execution_id)
-    input_uri = storage.join(folder, "input", "records.jsonl")
     output_uri = storage.join(folder, "output")
-    storage.write_text(input_uri, input_lines(records, prompts, invoke), "application/jsonlines")
     sm = aws.client("sagemaker", model.get("region"))
     started = time.monotonic()
     sm.create_transform_job(
         TransformJobName=name, ModelName=deployment["model_name"], BatchStrategy="SingleRecord",
         MaxConcurrentTransforms=invoke.get("max_concurrency") or 4,
-        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri(folder)}},
                         "ContentType": "application/jsonlines", "SplitType": "Line"},
         TransformOutput={"S3OutputPath": output_uri, "Accept": "application/json", "AssembleWith": "Line"},
         TransformResources={"InstanceType": dep["instance_type"], "InstanceCount": dep["num_instances"]},
         DataProcessing={"InputFilter": "$.body", "JoinSource": "Input", "OutputFilter": "$"},
         Tags=tags)
-    progress(f"batch transform job {name}: {len(records)} records on {dep['num_instances']} x {dep['instance_type']}")
+    progress(f"batch transform job {name}: {records} records on {dep['num_instances']} x {dep['instance_type']}")
     status = _wait(sm, name, poll_seconds, progress)
     seconds = time.monotonic() - started
     if status["TransformJobStatus"] != "Completed":
         raise RuntimeError(f"batch transform job {name} {status['TransformJobStatus'].lower()}: "
                            f"{status.get('FailureReason') or 'no reason given'}")
-    return read_output(storage.join(output_uri, "records.jsonl.out"), invoke, {r["id"] for r in records}), seconds
+    return storage.join(output_uri, "records.jsonl.out"), seconds
 
 
 def _wait(sm: Any, name: str, poll_seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -83,19 +85,14 @@ def _wait(sm: Any, name: str, poll_seconds: float, progress: Callable[[str], Non
         time.sleep(poll_seconds)
 
 
-def read_output(uri: str, invoke: dict[str, Any], ids: set[str]) -> dict[str, Any]:
-    """{record id: Answer, or the error text for an answer that cannot be read}; ids without a line are
-    left out (the caller counts them as failed)."""
-    answers: dict[str, Any] = {}
-    for line in storage.read_text(uri).splitlines():
-        if not line.strip():
-            continue
-        joined = json.loads(line)
+def read_output(uri: str, invoke: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(record id, Answer or the error text for an answer that cannot be read) for each line of the
+    job's output, one at a time."""
+    for joined in storage.iter_jsonl(uri):
         rid = joined.get("id")
-        if rid not in ids:
+        if not isinstance(rid, str):
             continue
         try:
-            answers[rid] = read_answer(invoke, joined["SageMakerOutput"])
+            yield rid, read_answer(invoke, joined["SageMakerOutput"])
         except Exception as exc:  # one unreadable answer fails its record, not the run
-            answers[rid] = f"unreadable answer: {type(exc).__name__}: {exc}"
-    return answers
+            yield rid, f"unreadable answer: {type(exc).__name__}: {exc}"
