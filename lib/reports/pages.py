@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from lib.engine import fmeval_offline
+from lib.engine import deferred_imports, fmeval_offline
 
 _PAGE = jinja2.Environment(autoescape=True)
 
@@ -69,7 +69,8 @@ def _eval_output_cell() -> Any:
     fmeval_offline.prepare()
     with _CELLS_LOCK:
         if "fmeval.reporting.eval_output_cells" not in sys.modules:
-            import fmeval.reporting.constants  # noqa: F401 (what cells.py imports besides: as it is)
+            with deferred_imports.deferred():  # as a scorer imports fmeval (lib.scorers.fmeval_scorer)
+                import fmeval.reporting.constants  # noqa: F401 (what cells.py imports besides: as it is)
             import markdown  # noqa: F401
 
             stand_ins: dict[str, types.ModuleType] = {}

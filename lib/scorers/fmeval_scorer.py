@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lib.engine import fmeval_offline
+from lib.engine import deferred_imports, fmeval_offline
 from lib.engine.score import empty_result, score_rows
 from lib.scorers.fmeval_algorithms import BUILTIN, AlgorithmSpec, offline_notes
 
@@ -57,7 +57,8 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
     fmeval_offline.prepare()
     name = algorithm["name"]
     try:
-        module = importlib.import_module(algorithm["module"])
+        with deferred_imports.deferred():  # torch and transformers only when the algorithm uses them
+            module = importlib.import_module(algorithm["module"])
     except Exception as exc:
         raise ScoringUnavailable(f"{algorithm['module']} does not import: {type(exc).__name__}: {exc}") from None
     spec = builtin_spec(algorithm)

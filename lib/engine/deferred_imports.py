@@ -1,0 +1,95 @@
+"""Import fmeval's algorithms without loading torch, transformers and Hugging Face `evaluate` until
+something uses them.
+
+fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
+module imports) import torch, transformers and `evaluate` at the top: about 5 s and 300 MB here, for
+helper models that only some algorithms build (the toxicity classifiers, BERTScore). The per-record
+scores of FactualKnowledge, QAAccuracy or ClassificationAccuracy never touch them.
+
+Within `deferred()`, an ``import torch`` (or ``from transformers import pipeline``) written in one of
+fmeval's own modules gets a stand-in, if the real module is not loaded yet; every other import is left
+as it is, and nothing is put in ``sys.modules`` (a library that looks there for torch finds none). A
+stand-in, and each name taken from it while fmeval imports, imports the real module the first time it
+is used (called, an attribute read, an ``isinstance``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+HEAVY = frozenset({"torch", "transformers", "evaluate"})
+_LOCK = threading.RLock()
+_importing = threading.local()  # set while `deferred` is active in this thread
+
+
+class _Later:
+    """``module.attr`` (``attr`` None: the module itself), imported on first use; or, made by a call
+    while fmeval imports (``call``), that call's result, made on first use."""
+
+    def __init__(self, module: str, attr: str | None = None, call: tuple | None = None) -> None:
+        object.__setattr__(self, "_where", (module, attr, call))
+        object.__setattr__(self, "_real", None)
+
+    def _resolve(self) -> Any:
+        real = object.__getattribute__(self, "_real")
+        if real is None:
+            module, attr, call = object.__getattribute__(self, "_where")
+            if call is not None:
+                target, args, kwargs = call
+                real = target._resolve()(*args, **kwargs)
+            else:
+                real = importlib.import_module(module)
+                real = getattr(real, attr) if attr else real
+            object.__setattr__(self, "_real", real)
+        return real
+
+    def __getattr__(self, name: str) -> Any:
+        module, attr, call = object.__getattribute__(self, "_where")
+        if attr is None and call is None and getattr(_importing, "active", False) and not name.startswith("__"):
+            return _Later(module, name)  # `from transformers import pipeline` while fmeval imports
+        return getattr(self._resolve(), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_importing, "active", False):
+            # made at import, used later: fmeval builds BERTScore's helper (`evaluate.load`) in a class body
+            return _Later("", call=(self, args, kwargs))
+        return self._resolve()(*args, **kwargs)
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        return isinstance(obj, self._resolve())
+
+    def __subclasscheck__(self, cls: Any) -> bool:
+        return issubclass(cls, self._resolve())
+
+    def __repr__(self) -> str:
+        module, attr, call = object.__getattribute__(self, "_where")
+        return f"<{module}{'.' + attr if attr else ''}{'(...)' if call else ''}, imported on first use>"
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Import fmeval's modules with torch, transformers and `evaluate` left for their first use."""
+    original = builtins.__import__
+
+    def importer(name: str, globals: dict | None = None, locals: dict | None = None,  # noqa: A002
+                 fromlist: tuple = (), level: int = 0) -> Any:
+        top = name.partition(".")[0]
+        if (level == 0 and top in HEAVY and top not in sys.modules
+                and str((globals or {}).get("__name__", "")).startswith("fmeval.")):
+            return _Later(name if fromlist else top)
+        return original(name, globals, locals, fromlist, level)
+
+    with _LOCK:
+        _importing.active = True
+        builtins.__import__ = importer
+        try:
+            yield
+        finally:
+            builtins.__import__ = original
+            _importing.active = False

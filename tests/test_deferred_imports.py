@@ -1,0 +1,63 @@
+"""fmeval's algorithms import without torch, transformers and Hugging Face `evaluate` (#16 goal 2): those
+load only when an algorithm uses them, and then work as they always did. Each case runs in a fresh
+interpreter, where nothing has imported them yet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+SCORE = """
+import json, sys
+from lib.scorers import score_outputs
+from lib.scorers.fmeval_algorithms import BUILTIN
+
+def algorithm(name, **options):
+    spec = BUILTIN[name]
+    return {"name": name, "module": spec.module, "config_class": spec.config_class, "eval_name": spec.eval_name,
+            "options": options}
+
+rows = [{"id": "r0", "model_input": "Capital of France?", "target_output": "paris", "output": "Paris",
+         "error": None},
+        {"id": "r1", "model_input": "Capital of Italy?", "target_output": "rome", "output": "Milan", "error": None}]
+out = {}
+for name, options in json.loads(sys.argv[1]):
+    out[name] = score_outputs(algorithm(name, **options), rows)["scores"]
+    out[name + ".loaded"] = sorted(m for m in ("torch", "transformers", "evaluate") if m in sys.modules)
+from lib.reports.pages import algorithm_html
+page = algorithm_html("m", "d", algorithm("FactualKnowledge"), {"scores": {"factual_knowledge": 0.5},
+                      "per_record": [], "notes": []}, "$model_input")
+out["page_has_fmeval_cell"] = "fmeval's report cell is unavailable" not in page
+out["page.loaded"] = sorted(m for m in ("torch", "transformers", "evaluate") if m in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def run(algorithms: list) -> dict:
+    done = subprocess.run([sys.executable, "-c", SCORE, json.dumps(algorithms)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_answer_only_algorithms_and_the_report_cell_never_load_torch():
+    out = run([["FactualKnowledge", {"target_output_delimiter": "<OR>"}],
+               ["QAAccuracy", {"target_output_delimiter": "<OR>"}],
+               ["ClassificationAccuracy", {"valid_labels": ["paris", "rome", "milan"]}]])
+    assert out["FactualKnowledge"]["factual_knowledge"] == 0.5
+    assert out["QAAccuracy"]["quasi_exact_match_score"] == 0.5
+    assert out["ClassificationAccuracy"]["classification_accuracy_score"] == 0.5
+    assert out["FactualKnowledge.loaded"] == out["QAAccuracy.loaded"] == out["page.loaded"] == []
+    assert out["page_has_fmeval_cell"]
+
+
+def test_an_algorithm_that_needs_them_loads_them_on_first_use_and_scores_as_before():
+    # QAAccuracy first (its import builds BERTScore's helper, deferred), then ROUGE through `evaluate.load`
+    out = run([["QAAccuracy", {"target_output_delimiter": "<OR>"}],
+               ["SummarizationAccuracy", {"rouge_type": "rouge1"}]])
+    assert out["QAAccuracy.loaded"] == []
+    assert out["SummarizationAccuracy"]["rouge"] == 0.5  # "Paris" vs "Paris", "Milan" vs "Rome"
+    assert "evaluate" in out["SummarizationAccuracy.loaded"]
