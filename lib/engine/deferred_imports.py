@@ -23,14 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-HEAVY = frozenset({"torch", "transformers", "evaluate"})
+HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker"})
 _LOCK = threading.RLock()
 _importing = threading.local()  # set while `deferred` is active in this thread
 
 
 class _Later:
-    """``module.attr`` (``attr`` None: the module itself), imported on first use; or, made by a call
-    while fmeval imports (``call``), that call's result, made on first use."""
+    """``module.attr`` (``attr``: None for the module itself, or a dotted path), imported on first use;
+    or, made by a call while fmeval imports (``call``), that call's result, made on first use."""
 
     def __init__(self, module: str, attr: str | None = None, call: tuple | None = None) -> None:
         object.__setattr__(self, "_where", (module, attr, call))
@@ -45,14 +45,21 @@ class _Later:
                 real = target._resolve()(*args, **kwargs)
             else:
                 real = importlib.import_module(module)
-                real = getattr(real, attr) if attr else real
+                for i, part in enumerate(attr.split(".") if attr else []):
+                    try:
+                        real = getattr(real, part)
+                    except AttributeError:  # a submodule its package does not import itself
+                        real = importlib.import_module(".".join([module, *attr.split(".")[:i + 1]]))
             object.__setattr__(self, "_real", real)
         return real
 
     def __getattr__(self, name: str) -> Any:
         module, attr, call = object.__getattribute__(self, "_where")
-        if attr is None and call is None and getattr(_importing, "active", False) and not name.startswith("__"):
-            return _Later(module, name)  # `from transformers import pipeline` while fmeval imports
+        if getattr(_importing, "active", False):
+            if name.startswith("__"):  # `typing` looking into an annotation: it is not a type parameter
+                raise AttributeError(name)
+            if call is None:  # `from transformers import pipeline`, an annotation `sagemaker.session.Session`
+                return _Later(module, f"{attr}.{name}" if attr else name)
         return getattr(self._resolve(), name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
