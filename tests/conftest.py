@@ -20,6 +20,19 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch):
+    """An S3 client under moto, with the bucket "runs"."""
+    moto = pytest.importorskip("moto")
+    fake_aws(monkeypatch)
+    with moto.mock_aws():
+        import boto3
+
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="runs")
+        yield client
+
+
 def write_dataset(path: Path, n: int = 5) -> Path:
     rows = [json.loads(line) for line in (ROOT / "data" / "trivia_eval.jsonl").read_text().splitlines()[:n]]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import fake_aws
 
 from lib import storage
 from lib.engine import cache as cache_module
@@ -130,18 +129,6 @@ def test_answers_from_the_one_file_per_record_layout_are_found_and_moved(tmp_pat
 
 
 # ---------------------------------------------------------------- S3
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    moto = pytest.importorskip("moto")
-    fake_aws(monkeypatch)
-    with moto.mock_aws():
-        import boto3
-
-        client = boto3.client("s3")
-        client.create_bucket(Bucket="runs")
-        yield client
 
 
 def keys_under(client, prefix: str) -> list[str]:

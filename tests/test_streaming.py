@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from conftest import fake_aws
 
 from lib import storage
 from lib.engine.invoke import StoredRows, ask_records
@@ -198,19 +197,7 @@ def test_an_interrupted_ask_keeps_the_answers_in_hand_and_a_rerun_asks_only_the_
 # ---------------------------------------------------------------- S3: multipart, and nothing left on failure
 
 
-@pytest.fixture
-def bucket(monkeypatch):
-    moto = pytest.importorskip("moto")
-    fake_aws(monkeypatch)
-    with moto.mock_aws():
-        import boto3
-
-        client = boto3.client("s3")
-        client.create_bucket(Bucket="runs")
-        yield client
-
-
-def test_a_large_file_goes_to_s3_in_parts_and_reads_back_line_by_line(bucket):
+def test_a_large_file_goes_to_s3_in_parts_and_reads_back_line_by_line(s3):
     uri = "s3://runs/models/m/outputs.jsonl"
     line = {"id": "x", "output": "y" * 1000}
     n = 6000  # about 6 MB: two parts of S3's 5 MiB minimum
@@ -218,12 +205,12 @@ def test_a_large_file_goes_to_s3_in_parts_and_reads_back_line_by_line(bucket):
         for i in range(n):
             writer.write({**line, "id": i})
         assert writer._upload is not None and len(writer._upload["parts"]) == 1  # the first part is up already
-    assert bucket.list_multipart_uploads(Bucket="runs").get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket="runs").get("Uploads", []) == []
     ids = [r["id"] for r in storage.iter_jsonl(uri)]
     assert ids == list(range(n))
 
 
-def test_a_failed_s3_write_leaves_the_old_object_and_no_upload(bucket):
+def test_a_failed_s3_write_leaves_the_old_object_and_no_upload(s3):
     uri = "s3://runs/models/m/outputs.jsonl"
     storage.write_jsonl(uri, [{"id": "old"}])
 
@@ -234,11 +221,11 @@ def test_a_failed_s3_write_leaves_the_old_object_and_no_upload(bucket):
 
     with pytest.raises(RuntimeError):
         storage.write_jsonl(uri, rows())
-    assert bucket.list_multipart_uploads(Bucket="runs").get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket="runs").get("Uploads", []) == []
     assert storage.read_jsonl(uri) == [{"id": "old"}]
 
 
-def test_the_s3_appender_holds_only_the_lines_not_uploaded(bucket):
+def test_the_s3_appender_holds_only_the_lines_not_uploaded(s3):
     uri = "s3://runs/models/m/outputs.jsonl"
     storage.write_jsonl(uri, [{"id": "earlier"}])
     with storage.JsonlAppender(uri, flush_every=10, part_seconds=0) as out:
@@ -325,7 +312,7 @@ def test_a_resume_stopped_half_way_leaves_its_file_in_record_order(tmp_path):
     assert ids == sorted(ids)  # in record order, the earlier run's later rows included, for the report
 
 
-def test_a_killed_ask_in_s3_is_resumed_from_its_parts_without_asking_twice(bucket):
+def test_a_killed_ask_in_s3_is_resumed_from_its_parts_without_asking_twice(s3):
     uri = "s3://runs/models/m/outputs.jsonl"
     killed = storage.JsonlAppender(uri, flush_every=10, part_seconds=0)
     for r in records(100)[:60]:  # the job dies here: its answers are parts, the file was never written
@@ -341,7 +328,7 @@ def test_a_killed_ask_in_s3_is_resumed_from_its_parts_without_asking_twice(bucke
     assert storage.list_files(uri + ".parts") == []
 
 
-def test_a_line_of_megabytes_reads_back_from_s3(bucket):
+def test_a_line_of_megabytes_reads_back_from_s3(s3):
     uri = "s3://runs/dataset/long.jsonl"
     storage.write_jsonl(uri, [{"id": "short"}, {"id": "long", "text": "x" * 3_000_000}, {"id": "after"}])
     rows = list(storage.iter_jsonl(uri))
