@@ -1,10 +1,11 @@
-"""Import fmeval's algorithms without loading torch, transformers and Hugging Face `evaluate` until
-something uses them.
+"""Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate` and the
+SageMaker SDK until something uses them.
 
 fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
-module imports) import torch, transformers and `evaluate` at the top: about 5 s and 300 MB here, for
-helper models that only some algorithms build (the toxicity classifiers, BERTScore). The per-record
-scores of FactualKnowledge, QAAccuracy or ClassificationAccuracy never touch them.
+module imports) import torch, transformers and `evaluate` at the top, and its save strategy the
+SageMaker SDK: about 7 s and 360 MB here, for helper models that only some algorithms build (the
+toxicity classifiers, BERTScore) and for saving to S3 in `evaluate()`. The per-record scores of
+FactualKnowledge, QAAccuracy or ClassificationAccuracy never touch them.
 
 Within `deferred()`, an ``import torch`` (or ``from transformers import pipeline``) written in one of
 fmeval's own modules gets a stand-in, if the real module is not loaded yet; every other import is left
@@ -81,7 +82,7 @@ class _Later:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Import fmeval's modules with torch, transformers and `evaluate` left for their first use."""
+    """Import fmeval's modules with the `HEAVY` ones left for their first use (nested blocks are fine)."""
     original = builtins.__import__
 
     def importer(name: str, globals: dict | None = None, locals: dict | None = None,  # noqa: A002
@@ -93,10 +94,11 @@ def deferred() -> Iterator[None]:
         return original(name, globals, locals, fromlist, level)
 
     with _LOCK:
+        was_active = getattr(_importing, "active", False)
         _importing.active = True
         builtins.__import__ = importer
         try:
             yield
         finally:
             builtins.__import__ = original
-            _importing.active = False
+            _importing.active = was_active
