@@ -5,6 +5,7 @@ scores both: `steps.evaluate.scored_result`)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from lib import storage
@@ -42,11 +43,15 @@ def _merge(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset
            budget_share_usd: float | None, shards: list[dict[str, Any]]) -> ModelResult:
     parts = [layout.shard_outputs(model["name"], s["shard"]["index"])
              for s in sorted(shards, key=lambda s: s["shard"]["index"])]
-    storage.write_jsonl(layout.outputs(model["name"]), itertools.chain.from_iterable(map(storage.iter_jsonl, parts)))
     stats = InvocationStats()
-    for row in storage.iter_jsonl(layout.outputs(model["name"])):
-        stats.records += 1
-        count_row(stats, row)
+
+    def counted() -> Iterator[dict[str, Any]]:  # counted as they are written: the merged file is read once
+        for row in itertools.chain.from_iterable(map(storage.iter_jsonl, parts)):
+            stats.records += 1
+            count_row(stats, row)
+            yield row
+
+    storage.write_jsonl(layout.outputs(model["name"]), counted())
     stats.invocations = sum(s["invocations"] for s in shards)
     stats.attempts = sum(s["attempts"] for s in shards)
     stats.resumed = sum(s["resumed"] for s in shards)

@@ -18,7 +18,7 @@ from typing import Any
 
 from lib import storage
 from lib.engine.cache import OutputCache, cache_key
-from lib.engine.invoke import InvocationStats, answered_rows, count_row, make_prompt
+from lib.engine.invoke import InvocationStats, answered_rows, count_row, kept_row, make_prompt
 
 
 def transform_records(source: Callable[[], Iterable[dict[str, Any]]], total: int, *, model: dict[str, Any],
@@ -37,8 +37,8 @@ def transform_records(source: Callable[[], Iterable[dict[str, Any]]], total: int
 
     def kept(record: dict[str, Any], prompt: str) -> dict[str, Any] | None:
         """The row of a record answered before (this run's earlier attempt, or the cache), if any."""
-        earlier = done.get(record["id"])
-        if earlier is not None and earlier.get("prompt") == prompt:
+        earlier = kept_row(done, record["id"], prompt)
+        if earlier is not None:
             return earlier
         hit = cache.get(cache_key(identity, invoke, prompt)) if cache else None
         if hit is None:

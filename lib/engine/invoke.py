@@ -108,13 +108,18 @@ class InvocationStats:
         }
 
 
-def answered_rows(outputs_uri: str, prompts: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """The rows of an earlier, interrupted ask that a resume keeps: answered (failed rows are tried again),
-    and, given ``prompts``, asked with the same prompt (a changed prompt is asked anew)."""
+def answered_rows(outputs_uri: str) -> dict[str, dict[str, Any]]:
+    """The answered rows of an earlier, interrupted ask, by record id (failed rows are tried again)."""
     if not storage.exists(outputs_uri):
         return {}
-    return {row["id"]: row for row in storage.iter_jsonl(outputs_uri)
-            if row.get("error") is None and (prompts is None or row.get("prompt") == prompts.get(row.get("id")))}
+    return {row["id"]: row for row in storage.iter_jsonl(outputs_uri) if row.get("error") is None}
+
+
+def kept_row(done: dict[str, dict[str, Any]], record_id: str, prompt: str) -> dict[str, Any] | None:
+    """The earlier row (`answered_rows`) a resume keeps for a record: only one asked with the same prompt
+    (a changed prompt is asked anew)."""
+    earlier = done.get(record_id)
+    return earlier if earlier is not None and earlier.get("prompt") == prompt else None
 
 
 def count_row(stats: InvocationStats, row: dict[str, Any]) -> None:
@@ -130,13 +135,6 @@ def count_row(stats: InvocationStats, row: dict[str, Any]) -> None:
         stats.tokens_reported = True
         stats.prompt_tokens += row.get("prompt_tokens") or 0
         stats.generated_tokens += row["generated_tokens"]
-
-
-def count_rows(stats: InvocationStats, rows: Iterable[dict[str, Any]]) -> InvocationStats:
-    """Fold the answers in ``rows`` into ``stats``."""
-    for row in rows:
-        count_row(stats, row)
-    return stats
 
 
 def make_prompt(template: str, model_input: str) -> str:
@@ -287,8 +285,8 @@ def ask_records(
                     if resuming:
                         order[record["id"]] = len(order)
                     prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
-                    earlier = done.get(record["id"])
-                    if earlier is not None and earlier.get("prompt") == prompt:
+                    earlier = kept_row(done, record["id"], prompt)
+                    if earlier is not None:
                         kept: Future = Future()  # in its place in the window: counted in record order, never waited on
                         kept.set_result(earlier)
                         window.append((kept, True))

@@ -38,9 +38,14 @@ def step_name(kind: str, model: str) -> str:
     return f"{kind}-{aws_name(model)}"
 
 
+def wanted_shards(records: int) -> int:
+    """One shard per `RECORDS_PER_SHARD` records, rounded up, before any cap."""
+    return -(-records // RECORDS_PER_SHARD)
+
+
 def auto_shards(records: int, max_parallel_steps: int) -> int:
     """The shard count `auto` chooses for ``records`` records (see RECORDS_PER_SHARD)."""
-    return max(1, min(-(-records // RECORDS_PER_SHARD), MAX_SHARDS, max_parallel_steps))
+    return max(1, min(wanted_shards(records), MAX_SHARDS, max_parallel_steps))
 
 
 def dataset_records(dataset: dict[str, Any]) -> int:
@@ -88,7 +93,7 @@ def shard_choice(config: RunConfig) -> dict[str, Any]:
     cap = min(MAX_SHARDS, (config.settings.get("sagemaker") or {}).get("max_parallel_steps") or MAX_SHARDS)
     count = auto_shards(records, cap)
     why = f"auto: {records:,} records -> {count} shard{'' if count == 1 else 's'}"
-    if -(-records // RECORDS_PER_SHARD) > count:
+    if wanted_shards(records) > count:
         why += (f" (at most {cap}: sagemaker.max_parallel_steps)" if cap < MAX_SHARDS else f" (at most {cap})")
     return {"count": count, "auto": True, "records": records, "why": why}
 
