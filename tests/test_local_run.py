@@ -219,6 +219,26 @@ def test_finetune_trains_saves_and_is_reused(tmp_path, cache_root):
     changed = {**model, "finetune": {**model["finetune"], "parameters": {**model["finetune"]["parameters"],
                                                                          "max_steps": 3}}}
     assert LocalProvider().finetune(changed, ctx)["artifact_identity"] != first["artifact_identity"]
+    # trained as served: an empty system turn is another model, trained on shorter examples
+    bare = {**model, "invoke": {"system_prompt": ""}}
+    third = LocalProvider().finetune(bare, ctx)
+    assert third["artifact_identity"] != first["artifact_identity"]
+    assert third["metrics"]["mean_tokens"] < first["metrics"]["mean_tokens"] - 10
+
+
+@pytest.mark.parametrize("system_prompt", [None, "", "Answer in one word."])
+def test_finetuning_trains_on_the_text_the_server_serves(cache_root, system_prompt):
+    from lib.providers import local_model
+    from lib.providers.local_finetune import chat_examples
+    from lib.providers.local_server import _to_text
+
+    lm = local_model.load("smollm2-135m-instruct", cache_root)
+    question, answer = "What is the capital of France?", "Paris"
+    served = _to_text(lm, question, system_prompt)
+    example = chat_examples(lm.tokenizer, [(question, answer)], 256, system_prompt)[0]
+    prompt_ids = [i for i, label in zip(example["input_ids"], example["labels"], strict=True) if label == -100]
+    assert prompt_ids == lm.tokenizer(served, add_special_tokens=False)["input_ids"]
+    assert ("SmolLM" in served) == (system_prompt is None)  # "" replaces the template's default turn
 
 
 def test_rerun_into_the_same_output_dir_resumes(tmp_path):

@@ -58,7 +58,7 @@ def build_body(invoke: dict[str, Any], prompt: str, log_probabilities: bool = Fa
     with ``log_probabilities``, asking for the prompt's token log-probabilities instead of an answer."""
     body: dict[str, Any] = {"inputs": fill_placeholder(invoke["content_template"], prompt)}
     params = dict(invoke.get("inference_parameters") or {})
-    if invoke.get("system_prompt"):
+    if invoke.get("system_prompt") is not None:  # "" too: an empty system turn, not the template's default
         params["system_prompt"] = invoke["system_prompt"]
     if log_probabilities:
         params.update(LOG_PROBABILITY_PARAMETERS)

@@ -130,9 +130,11 @@ class LocalProvider(Provider):
         params = {**local_finetune.DEFAULTS,
                   **{k: v for k, v in ft["parameters"].items() if k in local_finetune.DEFAULTS}}
         base = local_model.ensure_converted(model["model_id"], context["cache_root"], say)
+        system_prompt = (model.get("invoke") or {}).get("system_prompt")  # trained as it will be served
         key = hashlib.sha256(json.dumps({
             "base": str(base), "data": _file_digest(ft["train_data_uri"]), "params": params,
-            "code": FINETUNE_CODE_VERSION}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+            "system_prompt": system_prompt, "code": FINETUNE_CODE_VERSION},
+            sort_keys=True, default=str).encode()).hexdigest()[:20]
         cached = Path(context["cache_root"]) / "finetuned" / key
         reused = (cached / "result.json").exists()
         if reused:
@@ -147,7 +149,7 @@ class LocalProvider(Provider):
             say(f"training {params['method']} on {len(pairs)} pairs for {params['max_steps']} steps")
             tmp = cached.with_name(key + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            metrics = local_finetune.train(base, pairs, tmp, params, say)
+            metrics = local_finetune.train(base, pairs, tmp, params, say, system_prompt)
             (tmp / "result.json").write_text(json.dumps(metrics))
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)

@@ -14,11 +14,22 @@ DEFAULTS = {"method": "lora", "max_steps": 60, "batch_size": 8, "learning_rate":
             "max_input_length": 64, "seed": 7, "max_train_records": None}
 
 
-def chat_examples(tokenizer: Any, pairs: list[tuple[str, str]], max_len: int) -> list[dict[str, list[int]]]:
-    """Token ids and labels (-100 on the prompt) for each (question, answer) pair."""
+def chat_messages(question: str, system_prompt: str | None) -> list[dict[str, str]]:
+    """The turns a question is served as: the model's system prompt first when it has one ("" is an
+    empty system turn), else none, so the chat template adds its own default."""
+    messages = [{"role": "user", "content": question}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def chat_examples(tokenizer: Any, pairs: list[tuple[str, str]], max_len: int,
+                  system_prompt: str | None = None) -> list[dict[str, list[int]]]:
+    """Token ids and labels (-100 on the prompt) for each (question, answer) pair, each prompt the
+    text the model is served (see ``chat_messages``): train as served."""
     examples = []
     for question, answer in pairs:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+        prompt = tokenizer.apply_chat_template(chat_messages(question, system_prompt), tokenize=False,
                                                add_generation_prompt=True)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         a_ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
@@ -43,8 +54,9 @@ def _batch(examples: list[dict], pad_id: int):
 
 
 def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Path, params: dict[str, Any],
-          progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train and save into ``out_dir`` (a LoRA adapter, or a whole model with method: full)."""
+          progress: Callable[[str], None] = print, system_prompt: str | None = None) -> dict[str, Any]:
+    """Train and save into ``out_dir`` (a LoRA adapter, or a whole model with method: full), on the
+    prompts as the model is served with ``system_prompt``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,7 +73,7 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
             r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     model.train()
-    examples = chat_examples(tokenizer, pairs, p["max_input_length"])
+    examples = chat_examples(tokenizer, pairs, p["max_input_length"], system_prompt)
     optimizer = torch.optim.AdamW([w for w in model.parameters() if w.requires_grad], lr=p["learning_rate"])
     rng = random.Random(p["seed"])
     order: list[int] = []
@@ -87,4 +99,5 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
     if p["method"] == "full":
         tokenizer.save_pretrained(out)
     return {"method": p["method"], "steps": p["max_steps"], "first_loss": losses[0], "final_loss": losses[-1],
-            "train_seconds": round(time.time() - started, 1), "examples": len(examples)}
+            "train_seconds": round(time.time() - started, 1), "examples": len(examples),
+            "mean_tokens": round(sum(len(e["input_ids"]) for e in examples) / len(examples), 1)}
