@@ -133,3 +133,36 @@ def test_an_empty_system_prompt_reaches_the_server_and_none_stays_away():
     invoke = {"content_template": "PROMPT_PLACEHOLDER"}
     assert build_body({**invoke, "system_prompt": ""}, "q")["parameters"] == {"system_prompt": ""}
     assert "parameters" not in build_body(invoke, "q")
+
+
+def test_model_work_shares_the_cores_among_the_work_in_progress():
+    import os
+    import threading
+
+    import torch
+
+    from lib.providers.local_model import cores_shared
+
+    cores, before = os.cpu_count() or 1, torch.get_num_threads()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_work():
+        with cores_shared():
+            inside.set()
+            release.wait(10)
+
+    try:
+        with cores_shared():
+            assert torch.get_num_threads() == cores  # alone: every core
+        worker = threading.Thread(target=other_work)
+        worker.start()
+        inside.wait(10)
+        with cores_shared():
+            assert torch.get_num_threads() == max(1, cores // 2)  # beside another: half
+        release.set()
+        worker.join()
+        with cores_shared():
+            assert torch.get_num_threads() == cores  # alone again: every core again
+    finally:
+        release.set()
+        torch.set_num_threads(before)

