@@ -61,3 +61,23 @@ def test_an_algorithm_that_needs_them_loads_them_on_first_use_and_scores_as_befo
     assert out["QAAccuracy.loaded"] == []
     assert out["SummarizationAccuracy"]["rouge"] == 0.5  # "Paris" vs "Paris", "Milan" vs "Rome"
     assert "evaluate" in out["SummarizationAccuracy.loaded"]
+
+
+THREADS = """
+import json, os, sys
+from pipelines.local_executor import configure_threads
+configure_threads(4)
+before = "torch" in sys.modules
+import torch
+print(json.dumps({"torch_before": before, "threads": torch.get_num_threads(), "cores": os.cpu_count()}))
+"""
+
+
+def test_a_run_shares_the_cores_without_importing_torch(monkeypatch):
+    # a run against a remote model never needs torch (3 s to import); torch, once imported, has its share
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    done = subprocess.run([sys.executable, "-c", THREADS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["torch_before"] is False
+    assert out["threads"] == max(1, out["cores"] // 4)

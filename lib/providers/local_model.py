@@ -77,7 +77,7 @@ def fix_tokenizer(tokenizer: Any) -> Any:
 def cores_shared() -> Iterator[None]:
     """Model work (a batch generated, a training step) gets its share of the cores: all of them divided
     among the model work in progress in this process. Two evaluations beside a fine-tune get a core
-    each on 2 cores, as before; the fine-tune, once alone, gets both (2.3 -> 1.9 s a step). torch's
+    each on 2 cores, as before; the fine-tune, once alone, gets both (3.0 -> 2.0 s a step). torch's
     thread count is process-wide, so work already running takes a smaller share at its next operation,
     and a larger one at its next block."""
     import torch
