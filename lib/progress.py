@@ -65,8 +65,10 @@ class PlainDisplay:
         self.steps: dict[str, StepState] = {}
 
     def line(self, step: str, message: str) -> None:
-        print(redact(f"{time.strftime('%H:%M:%S')} {step:<28} {message}"), file=self.stream or sys.stderr,
-              flush=True)
+        # one write per line: print's separate write of the newline let parallel steps' lines run together
+        stream = self.stream or sys.stderr
+        stream.write(redact(f"{time.strftime('%H:%M:%S')} {step:<28} {message}") + "\n")
+        stream.flush()
 
     def update(self, step: str, **fields: Any) -> None:
         s = self.steps.setdefault(step, StepState(step))

@@ -252,3 +252,39 @@ def test_rerun_into_the_same_output_dir_resumes(tmp_path):
     assert main(["run", "--config", str(config), "--output-dir", str(run)]) == 0
     summary = json.loads((run / "summary.json").read_text())["models"]["plain"]
     assert summary["resumed"] == 2 and summary["invocations"] == 3 and summary["records"] == 5
+
+
+def test_a_rerun_whose_answers_are_all_cached_never_loads_the_model(tmp_path):
+    import shutil
+
+    from lib.providers import local_model
+
+    first_cache = linked_cache(tmp_path)
+    config = write_run_config(tmp_path, [local_model_entry("m")], n=3, cache_dir=first_cache)
+    assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "first")]) == 0
+    # the same answers in a cache of its own, so its model handle is a fresh one
+    second_cache = str(tmp_path / "second-cache")
+    shutil.copytree(first_cache, second_cache, symlinks=True)
+    config = write_run_config(tmp_path, [local_model_entry("m")], n=3, cache_dir=second_cache)
+    assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "second")]) == 0
+    model = json.loads((tmp_path / "second" / "summary.json").read_text())["models"]["m"]
+    assert (model["status"], model["cache_hits"], model["invocations"]) == ("succeeded", 3, 0)
+    assert model["scores"]["factual_knowledge"]
+    assert not local_model.lazy("smollm2-135m-instruct", second_cache).loaded
+    assert local_model.lazy("smollm2-135m-instruct", first_cache).loaded
+
+
+def test_a_model_that_does_not_load_fails_its_records_with_the_reason_and_is_cleaned_up(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a GGUF file")
+    config = write_run_config(tmp_path, [local_model_entry("good"), {**local_model_entry("bad"),
+                                                                     "model_id": str(broken)}], n=3)
+    assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 3
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    bad = summary["models"]["bad"]
+    assert bad["status"] == "failed" and bad["errors"] == 3
+    assert "the model did not load" in bad["first_error"]
+    assert summary["selection"]["best"] == "good"
+    execution = json.loads((tmp_path / "run" / "execution.json").read_text())
+    assert execution["steps"]["cleanup-bad"]["status"] == "succeeded"
+    assert running.running() == []

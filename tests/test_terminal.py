@@ -123,3 +123,28 @@ def test_the_live_table_shows_records_rate_eta_and_a_fine_tunes_loss():
     assert re.search(r"finetune-a\s+running.*step 12/60 loss 1\.234", text)
     assert re.search(r"evaluate-a\s+running \d+s\s+.*10/40\s+2\s+[\d.]+/s\s+\d+s", text)
     assert "1 waiting" in text and "2 running" in text and "select" not in text.split("waiting")[0]
+
+
+def test_plain_lines_of_parallel_steps_never_run_together(tmp_path):
+    import io
+    import threading
+
+    from lib.progress import PlainDisplay
+
+    # as stderr is under PYTHONUNBUFFERED: each write goes to the file at once
+    stream = io.TextIOWrapper(open(tmp_path / "log", "wb", buffering=0), write_through=True)
+    display, before = PlainDisplay(stream), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: print's two writes were split
+    try:
+        threads = [threading.Thread(target=lambda n=n: [display.line(f"step-{n}", f"message {i}") for i in range(300)])
+                   for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
+        display.stream.close()
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert len(lines) == 1800
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d step-\d +message \d+", line) for line in lines)

@@ -210,6 +210,8 @@ def ask_records(
     window: deque[tuple[Future, bool]] = deque()  # (the row to come, whether it is an earlier run's)
     ahead = max(AHEAD, 64 * max_concurrency)
 
+    ready = getattr(invoker, "ready", None)  # a server that loads its model when first asked
+
     def one(record: dict[str, Any], prompt: str) -> dict[str, Any] | None:
         if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
             return None
@@ -227,6 +229,13 @@ def ask_records(
                        prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
                        cached=True)
         else:
+            if ready is not None:
+                try:
+                    ready(progress)  # once loaded, at once: the load is not this call's latency
+                except Exception as exc:
+                    row.update(output=None, error=f"the model did not load: {type(exc).__name__}: {exc}",
+                               latency_s=None, attempts=0, prompt_tokens=None, generated_tokens=None, cached=False)
+                    return row
             started = time.perf_counter()
             answer, error, attempts = call_with_retries(invoker, prompt, policy)
             latency = round(time.perf_counter() - started, 4)

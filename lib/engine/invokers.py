@@ -11,6 +11,7 @@ import copy
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,11 +144,13 @@ class HttpInvoker:
     """POST to a server speaking the SageMaker container contract (`/invocations`)."""
 
     def __init__(self, url: str, invoke: dict[str, Any], timeout: float = 120.0,
-                 log_probabilities: bool = False) -> None:
+                 log_probabilities: bool = False, ready: Callable[..., Any] | None = None) -> None:
         self.url = url.rstrip("/") + "/invocations"
         self.invoke = invoke
         self.timeout = timeout
         self.log_probabilities = log_probabilities  # see `with_log_probabilities`
+        # called with a progress function before the first call is timed: the server loads its model then
+        self.ready = ready
 
     def __call__(self, prompt: str) -> Answer:
         headers = {"Accept": "application/json"}

@@ -164,21 +164,27 @@ class LocalProvider(Provider):
 
         say = context.get("progress", print)
         artifact = (finetuned or {}).get("artifact")
+        # served at once, loaded when first asked: a rerun whose answers are all cached loads nothing
         if artifact and (Path(artifact) / "config.json").exists():  # a full fine-tune saved a whole model
-            lm = local_model.load(artifact, context["cache_root"], progress=say)
+            lm = local_model.lazy(artifact, context["cache_root"], progress=say)
         else:  # the base model, with a LoRA adapter merged in when there is one
-            lm = local_model.load(model["model_id"], context["cache_root"], artifact, say)
+            local_model.source_path(model["model_id"])  # a missing model fails its deploy, not each record
+            if artifact and not Path(artifact).is_dir():
+                raise local_model.LocalModelError(f"the fine-tuned adapter {artifact} does not exist")
+            lm = local_model.lazy(model["model_id"], context["cache_root"], artifact, say)
         endpoint = LocalEndpoint(lm, model["name"])
         endpoint_id = f"local:{model['name']}:{endpoint.port}"
         running.add(endpoint_id, endpoint)
-        say(f"serving on {endpoint.url} (/ping, /invocations)")
+        say(f"serving on {endpoint.url} (/ping, /invocations); the model loads when first asked")
         return {"endpoint_url": endpoint.url, "endpoint_id": endpoint_id,
                 "artifact_identity": (finetuned or {}).get("artifact_identity", ""),
                 "created": [{"type": "local-endpoint", "id": endpoint_id}]}
 
     def invoker(self, model: dict[str, Any], deployment: dict[str, Any]) -> HttpInvoker:
+        endpoint = running.get(deployment.get("endpoint_id", ""))
         return HttpInvoker(deployment["endpoint_url"], model["invoke"],
-                           timeout=model["invoke"].get("timeout_seconds", 600))
+                           timeout=model["invoke"].get("timeout_seconds", 600),
+                           ready=endpoint.lm.get if endpoint is not None else None)
 
     def cleanup(self, model: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
         return {"deleted": [item["id"] for item in deployment.get("created", []) if running.stop(item["id"])]}

@@ -214,6 +214,58 @@ class LocalLM:
         return results
 
 
+class LazyLM:
+    """A local model loaded when something first needs it, then the process-wide ``LocalLM``.
+
+    A deploy serves one at once; a rerun whose every answer is cached then never loads torch and the
+    weights (8 s). An evaluation calls ``get`` before it times its first call (`HttpInvoker.ready`), so
+    the load is not counted as latency. A load that failed fails the same way again, at once."""
+
+    def __init__(self, model_id: str, cache_dir: str | Path, adapter: str | None,
+                 progress: Callable[[str], None]) -> None:
+        self._args = (model_id, cache_dir, adapter)
+        self._progress = progress
+        self._lm: LocalLM | None = None
+        self._error: Exception | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._lm is not None
+
+    def get(self, progress: Callable[[str], None] | None = None) -> LocalLM:
+        """The model, loaded now if it is not yet (saying so through ``progress``)."""
+        with self._lock:
+            if self._lm is None:
+                if self._error is not None:
+                    raise self._error
+                model_id, cache_dir, adapter = self._args
+                say = progress or self._progress
+                say(f"loading {model_id}" + (f" with the adapter {adapter}" if adapter else ""))
+                try:
+                    self._lm = load(model_id, cache_dir, adapter, say)
+                except Exception as exc:
+                    self._error = exc
+                    raise
+            return self._lm
+
+    def __getattr__(self, name: str) -> Any:  # generate, prefill, chat_text, tokenizer: the model's own
+        return getattr(self.get(), name)
+
+
+_LAZY: dict[str, LazyLM] = {}
+
+
+def lazy(model_id: str, cache_dir: str | Path, adapter: str | None = None,
+         progress: Callable[[str], None] = print) -> LazyLM:
+    """The process-wide handle of a local model, not loaded yet: models that share it share its batcher."""
+    key = f"{model_id}|{adapter or ''}|{cache_dir}"
+    with _LOCK:
+        if key not in _LAZY:
+            _LAZY[key] = LazyLM(model_id, cache_dir, adapter, progress)
+        return _LAZY[key]
+
+
 def load(model_id: str, cache_dir: str | Path, adapter: str | None = None,
          progress: Callable[[str], None] = print) -> LocalLM:
     """The process-wide instance of a local model (converted on first use)."""
