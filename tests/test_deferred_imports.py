@@ -1,4 +1,4 @@
-"""fmeval's algorithms import without torch, transformers and Hugging Face `evaluate` (#16 goal 2): those
+"""fmeval's algorithms import without torch, transformers, Hugging Face `evaluate` and Ray (#16 goal 2): those
 load only when an algorithm uses them, and then work as they always did. Each case runs in a fresh
 interpreter, where nothing has imported them yet."""
 
@@ -26,12 +26,14 @@ rows = [{"id": "r0", "model_input": "Capital of France?", "target_output": "pari
 out = {}
 for name, options in json.loads(sys.argv[1]):
     out[name] = score_outputs(algorithm(name, **options), rows)["scores"]
-    out[name + ".loaded"] = sorted(m for m in ("torch", "transformers", "evaluate") if m in sys.modules)
+    out[name + ".loaded"] = sorted(m for m in ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util")
+                                   if m in sys.modules)
 from lib.reports.pages import algorithm_html
 page = algorithm_html("m", "d", algorithm("FactualKnowledge"), {"scores": {"factual_knowledge": 0.5},
                       "per_record": [], "notes": []}, "$model_input")
 out["page_has_fmeval_cell"] = "fmeval's report cell is unavailable" not in page
-out["page.loaded"] = sorted(m for m in ("torch", "transformers", "evaluate") if m in sys.modules)
+out["page.loaded"] = sorted(m for m in ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util")
+                           if m in sys.modules)
 print(json.dumps(out))
 """
 

@@ -1,11 +1,12 @@
-"""Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate` and the
-SageMaker SDK until something uses them.
+"""Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate`, the
+SageMaker SDK, Ray and fmeval's data loaders until something uses them.
 
 fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
 module imports) import torch, transformers and `evaluate` at the top, and its save strategy the
 SageMaker SDK: about 7 s and 360 MB here, for helper models that only some algorithms build (the
-toxicity classifiers, BERTScore) and for saving to S3 in `evaluate()`. The per-record scores of
-FactualKnowledge, QAAccuracy or ClassificationAccuracy never touch them.
+toxicity classifiers, BERTScore) and for saving to S3 in `evaluate()`. Its data loaders and report
+cells import Ray's datasets (1.2 s), for `evaluate()` and for cells built from a dataset. The
+per-record scores of FactualKnowledge, QAAccuracy or ClassificationAccuracy never touch any of them.
 
 Within `deferred()`, an ``import torch`` (or ``from transformers import pipeline``) written in one of
 fmeval's own modules gets a stand-in, if the real module is not loaded yet; every other import is left
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker"})
+HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker", "ray", "fmeval.data_loaders"})
 _LOCK = threading.RLock()
 _importing = threading.local()  # set while `deferred` is active in this thread
 
@@ -80,17 +81,27 @@ class _Later:
         return f"<{module}{'.' + attr if attr else ''}{'(...)' if call else ''}, imported on first use>"
 
 
+def _heavy(name: str) -> str | None:
+    """The `HEAVY` package ``name`` is in, if any."""
+    for i in range(len(name)):
+        if i == len(name) - 1 or name[i + 1] == ".":
+            if name[:i + 1] in HEAVY:
+                return name[:i + 1]
+    return None
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Import fmeval's modules with the `HEAVY` ones left for their first use (nested blocks are fine)."""
+    """Import fmeval's modules with the `HEAVY` ones (packages, or fmeval's own subpackage) left for their
+    first use (nested blocks are fine)."""
     original = builtins.__import__
 
     def importer(name: str, globals: dict | None = None, locals: dict | None = None,  # noqa: A002
                  fromlist: tuple = (), level: int = 0) -> Any:
-        top = name.partition(".")[0]
-        if (level == 0 and top in HEAVY and top not in sys.modules
+        heavy = _heavy(name) if level == 0 else None
+        if (heavy and heavy not in sys.modules
                 and str((globals or {}).get("__name__", "")).startswith("fmeval.")):
-            return _Later(name if fromlist else top)
+            return _Later(name if fromlist else name.partition(".")[0])
         return original(name, globals, locals, fromlist, level)
 
     with _LOCK:

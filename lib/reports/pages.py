@@ -87,7 +87,8 @@ def _eval_output_cell() -> Any:
                 for name, module in stand_ins.items():
                     if sys.modules.get(name) is module:
                         del sys.modules[name]
-            import fmeval.reporting.eval_output_cells  # noqa: F401
+            with deferred_imports.deferred():  # Ray's datasets: only for cells built from a dataset
+                import fmeval.reporting.eval_output_cells  # noqa: F401
             if "matplotlib.pyplot" in stand_ins:
                 cells.plt = _OnFirstUse("matplotlib.pyplot")
             if "IPython.display" in stand_ins:
