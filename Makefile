@@ -13,7 +13,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "Setting up $(VENV) (first time: about 2 minutes)..."
+	@echo "Setting up $(VENV) (first time: about a minute)..."
 	# torch first, pinned, by pip: it is the CPU wheel; an unpinned torch pulls gigabytes of CUDA.
 	# pip would compile its 2,284 modules one by one (30 s); compileall on every core takes 8 s. Like
 	# pip, it leaves alone the one module that is not Python 3.11 (a Python 3.12 test helper).
