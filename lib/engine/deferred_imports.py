@@ -83,11 +83,8 @@ class _Later:
 
 def _heavy(name: str) -> str | None:
     """The `HEAVY` package ``name`` is in, if any."""
-    for i in range(len(name)):
-        if i == len(name) - 1 or name[i + 1] == ".":
-            if name[:i + 1] in HEAVY:
-                return name[:i + 1]
-    return None
+    parts = name.split(".")
+    return next((p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p in HEAVY), None)
 
 
 @contextmanager

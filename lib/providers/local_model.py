@@ -114,7 +114,7 @@ def _gguf_read_once() -> Iterator[None]:
 
 def ensure_converted(model_id: str, cache_dir: str | Path, progress: Callable[[str], None] = print) -> Path:
     """Convert a GGUF model into ``cache_dir`` once; safe when several processes race, and within one
-    process the threads that ask while it converts (a deploy and a fine-tune) wait for that one."""
+    process the threads that ask while it converts (a first evaluation and a fine-tune) wait for that one."""
     target = converted_path(model_id, cache_dir)
     if (target / "config.json").exists():
         return target
