@@ -69,7 +69,7 @@ def test_ray_for_fmeval_listens_on_loopback_only_and_is_gone_afterwards():
     deadline = time.monotonic() + 15
     while alive(ours) and time.monotonic() < deadline:  # shutdown signals them; give them a moment
         time.sleep(0.2)
-    assert alive(ours) == [], "no Ray process outlives the algorithm"
+    assert alive(ours) == [], f"no Ray process outlives the algorithm: {described(alive(ours))}"
 
 
 def alive(pids: set[int]) -> list[int]:
@@ -81,4 +81,16 @@ def alive(pids: set[int]) -> list[int]:
             continue
         if state != "Z":  # a zombie has exited; only its parent's bookkeeping is left
             out.append(pid)
+    return out
+
+
+def described(pids: list[int]) -> list[str]:
+    """Each process's command line, for the failure message."""
+    out = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{pid}: {command[:200]}")
+        except OSError:
+            out.append(f"{pid}: gone")
     return out
