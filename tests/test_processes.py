@@ -94,3 +94,23 @@ def described(pids: list[int]) -> list[str]:
         except OSError:
             out.append(f"{pid}: gone")
     return out
+
+
+def test_a_ray_process_that_outlives_its_shutdown_is_ended():
+    # Ray's agents notice late that their raylet is gone; closing the cluster ends any that linger
+    import subprocess
+    import sys
+
+    import psutil
+
+    from lib.engine.with_model import _RayCluster
+
+    lingering = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+    process = psutil.Process(lingering.pid)
+    try:
+        _RayCluster([process]).close(grace_s=0.5)
+        assert not process.is_running()  # killed (and reaped), not left sleeping for two minutes
+    finally:
+        if lingering.poll() is None:
+            lingering.kill()

@@ -24,20 +24,41 @@ def local_ray() -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    before = {p.pid for p in _children()}
     ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False, log_to_driver=False)
     # registered like a local endpoint: an interrupted run stops it with everything else it started
-    running.add("ray:local", _RayCluster())
+    running.add("ray:local", _RayCluster([p for p in _children() if p.pid not in before]))
     try:
         yield
     finally:
         running.stop("ray:local")
 
 
+def _children() -> list[Any]:
+    import psutil  # the SageMaker SDK, accelerate and peft require it
+
+    return psutil.Process().children(recursive=True)
+
+
 class _RayCluster:
-    def close(self) -> None:
+    """Ray's processes, started by `ray.init`: ``close`` shuts Ray down and ends any that outlive it
+    (its agents only notice their raylet is gone when they next look: once a run outlived a 15 s wait)."""
+
+    def __init__(self, processes: list[Any]) -> None:
+        self.processes = processes  # psutil's, which know their start time: a reused pid is never killed
+
+    def close(self, grace_s: float = 5.0) -> None:
+        import psutil
         import ray
 
         ray.shutdown()
+        _, alive = psutil.wait_procs(self.processes, timeout=grace_s)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=grace_s)
 
 
 def runner_class() -> type:
