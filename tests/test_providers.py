@@ -166,3 +166,17 @@ def test_model_work_shares_the_cores_among_the_work_in_progress():
     finally:
         release.set()
         torch.set_num_threads(before)
+
+
+def test_an_invoker_sent_to_another_process_leaves_its_model_loader_behind():
+    # fmeval's Ray workers get a pickled copy; the loader (a lock inside) stays with this process
+    import pickle
+    import threading
+
+    from lib.engine.invokers import HttpInvoker
+
+    lock = threading.Lock()
+    invoker = HttpInvoker("http://127.0.0.1:1", {"content_template": "PROMPT_PLACEHOLDER"},
+                          ready=lambda progress=None, lock=lock: lock)
+    copy = pickle.loads(pickle.dumps(invoker))
+    assert copy.ready is None and copy.url == invoker.url and invoker.ready is not None

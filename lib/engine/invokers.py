@@ -152,6 +152,11 @@ class HttpInvoker:
         # called with a progress function before the first call is timed: the server loads its model then
         self.ready = ready
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy in another process (fmeval's Ray workers) cannot reach this process's model to load it
+        # (nor pickle its lock); the server loads it on its first request instead
+        return {**self.__dict__, "ready": None}
+
     def __call__(self, prompt: str) -> Answer:
         headers = {"Accept": "application/json"}
         if self.invoke.get("custom_attributes"):

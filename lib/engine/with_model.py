@@ -113,6 +113,8 @@ def evaluate_with_model(algorithm: dict[str, Any], invoker: Any, dataset_uri: st
             algo = cls(config_cls(**algorithm["options"])) if config_cls else cls()
             if offline:
                 fmeval_substitutes.without_bertscore(algo)
+            if getattr(invoker, "ready", None) is not None:
+                invoker.ready()  # a local model loads here, not inside the workers' first calls
             with local_ray():
                 outputs = algo.evaluate(model=runner_class()(invoker), dataset_config=config,
                                         prompt_template=prompt_template, num_records=num_records, save=False)
