@@ -179,6 +179,11 @@ def invoke_records(records: list[dict[str, Any]], **kwargs: Any) -> tuple[list[d
     return storage.read_jsonl(kwargs["outputs_uri"]), stats
 
 
+# a record that was not asked: its row has the reason as its error and nothing else
+UNASKED = {"output": None, "latency_s": None, "attempts": 0, "prompt_tokens": None, "generated_tokens": None,
+           "cached": False}
+
+
 def ask_records(
     records: Iterable[dict[str, Any]],
     *,
@@ -222,8 +227,7 @@ def ask_records(
             "target_output": record.get("target_output"),
         }
         if hit is None and spend is not None and spend.exhausted():
-            row.update(output=None, error=f"not asked: {spend.why()}", latency_s=None, attempts=0,
-                       prompt_tokens=None, generated_tokens=None, cached=False)
+            row.update(UNASKED, error=f"not asked: {spend.why()}")
         elif hit is not None:
             row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
                        prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
@@ -233,8 +237,7 @@ def ask_records(
                 try:
                     ready(progress)  # once loaded, at once: the load is not this call's latency
                 except Exception as exc:
-                    row.update(output=None, error=f"the model did not load: {type(exc).__name__}: {exc}",
-                               latency_s=None, attempts=0, prompt_tokens=None, generated_tokens=None, cached=False)
+                    row.update(UNASKED, error=f"the model did not load: {type(exc).__name__}: {exc}")
                     return row
             started = time.perf_counter()
             answer, error, attempts = call_with_retries(invoker, prompt, policy)

@@ -14,19 +14,12 @@ DEFAULTS = {"method": "lora", "max_steps": 60, "batch_size": 8, "learning_rate":
             "max_input_length": 64, "seed": 7, "max_train_records": None}
 
 
-def chat_messages(question: str, system_prompt: str | None) -> list[dict[str, str]]:
-    """The turns a question is served as: the model's system prompt first when it has one ("" is an
-    empty system turn), else none, so the chat template adds its own default."""
-    messages = [{"role": "user", "content": question}]
-    if system_prompt is not None:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
-
-
 def chat_examples(tokenizer: Any, pairs: list[tuple[str, str]], max_len: int,
                   system_prompt: str | None = None) -> list[dict[str, list[int]]]:
     """Token ids and labels (-100 on the prompt) for each (question, answer) pair, each prompt the
-    text the model is served (see ``chat_messages``): train as served."""
+    text the model is served (`local_model.chat_messages`): train as served."""
+    from lib.providers.local_model import chat_messages
+
     examples = []
     for question, answer in pairs:
         prompt = tokenizer.apply_chat_template(chat_messages(question, system_prompt), tokenize=False,

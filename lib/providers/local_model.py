@@ -60,6 +60,16 @@ def converted_path(model_id: str, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "models" / f"{src.stem}-{_fingerprint(src)}"
 
 
+def chat_messages(inputs: str | list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """The turns a local model is given: a string is one user turn, a list of messages is used as it is;
+    a system prompt ("" too: an empty turn in place of the chat template's default) goes first unless
+    the messages have one. The server serves and the fine-tune trains with this one rule."""
+    messages = [{"role": "user", "content": inputs}] if isinstance(inputs, str) else list(inputs)
+    if system_prompt is not None and not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
 def fix_tokenizer(tokenizer: Any) -> Any:
     """The tokenizer converted from this GGUF ends on <|im_start|> and adds a BOS; chat needs neither."""
     if "<|im_end|>" in tokenizer.get_vocab():

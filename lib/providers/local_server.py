@@ -17,8 +17,7 @@ from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from lib.providers.local_finetune import chat_messages
-from lib.providers.local_model import LocalLM
+from lib.providers.local_model import LocalLM, chat_messages
 
 _GEN_KEYS = ("max_new_tokens", "temperature", "top_p", "do_sample")
 
@@ -124,20 +123,13 @@ def release_batcher(batcher: Batcher) -> None:
 
 
 def _to_text(lm: LocalLM, inputs: Any, system_prompt: str | None = None) -> str:
-    """A prompt string becomes one user turn; a chat structure is used as it is. A system prompt,
-    "" included (an empty turn in place of the chat template's default), goes first unless the
-    messages have one; fine-tuning builds its prompts the same way (`local_finetune.chat_messages`)."""
+    """A prompt string becomes one user turn; a chat structure is used as it is (`chat_messages`)."""
     if isinstance(inputs, list) and inputs and isinstance(inputs[0], list):
         inputs = inputs[0]  # the [[{role, content}]] shape of chat endpoints
-    if isinstance(inputs, list) and all(isinstance(m, dict) and "content" in m for m in inputs):
-        messages = list(inputs)
-    elif isinstance(inputs, str):
-        return lm.chat_text(chat_messages(inputs, system_prompt))
-    else:
+    if not (isinstance(inputs, str) or (isinstance(inputs, list)
+                                        and all(isinstance(m, dict) and "content" in m for m in inputs))):
         raise ValueError("'inputs' must be a string or a list of {role, content} messages")
-    if system_prompt is not None and not any(m.get("role") == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return lm.chat_text(messages)
+    return lm.chat_text(chat_messages(inputs, system_prompt))
 
 
 class _Server(ThreadingHTTPServer):
