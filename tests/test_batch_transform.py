@@ -48,15 +48,49 @@ def the_service(boto3, answer, skip=()):
     return jobs
 
 
-def model_entry() -> dict:
-    return {"name": "bt", "provider": "huggingface", "model_id": "tiiuae/falcon-7b", "model_version": "*",
+JUMPSTART_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.1.1-tgi2.0.0-gpu"
+
+
+@pytest.fixture
+def jumpstart_catalogue(tmp_path, monkeypatch):
+    """A JumpStart catalogue of one model on this disk, read by the SageMaker SDK in place of the hub's
+    (its `AWS_JUMPSTART_*_LOCAL_ROOT_DIR_OVERRIDE` variables): the real lookup of image, artifact and
+    environment runs, offline."""
+    from sagemaker.jumpstart.accessors import JumpStartModelsAccessor
+
+    root = tmp_path / "jumpstart"
+    key = "community_models/llm-eval-tiny/specs_v1.0.0.json"
+    (root / "specs" / key).parent.mkdir(parents=True)
+    (root / "models_manifest.json").write_text(json.dumps([{"model_id": "llm-eval-tiny", "version": "1.0.0",
+                                                             "min_version": "2.0.0", "spec_key": key}]))
+    (root / "specs" / key).write_text(json.dumps({
+        "model_id": "llm-eval-tiny", "version": "1.0.0", "min_sdk_version": "2.0.0", "training_supported": False,
+        "hosting_prepacked_artifact_key": "llm-eval-tiny/artifacts/model.tar.gz", "hosting_use_script_uri": False,
+        "hosting_instance_type_variants": {
+            "regional_aliases": {"us-east-1": {"tgi": JUMPSTART_IMAGE}},
+            "variants": {"g4dn": {"regional_properties": {"image_uri": "$tgi"}}}},
+        "inference_environment_variables": [{"name": "SM_NUM_GPUS", "type": "text", "default": "1",
+                                             "scope": "container", "required_for_model_class": True}],
+        "default_inference_instance_type": "ml.g4dn.xlarge",
+        "supported_inference_instance_types": ["ml.g4dn.xlarge"]}))
+    monkeypatch.setenv("AWS_JUMPSTART_MANIFEST_LOCAL_ROOT_DIR_OVERRIDE", str(root))
+    monkeypatch.setenv("AWS_JUMPSTART_SPECS_LOCAL_ROOT_DIR_OVERRIDE", str(root / "specs"))
+    JumpStartModelsAccessor.reset_cache()
+    yield
+    JumpStartModelsAccessor.reset_cache()
+
+
+def model_entry(provider: str = "huggingface") -> dict:
+    model_id, version = ("tiiuae/falcon-7b", "*") if provider == "huggingface" else ("llm-eval-tiny", "1.0.0")
+    return {"name": "bt", "provider": provider, "model_id": model_id, "model_version": version,
             "endpoint_name": "llm-eval-bt", "region": "us-east-1", "pipeline": "p", "creates_endpoint": True,
             "deployment": {"instance_type": "ml.g4dn.xlarge", "num_instances": 2, "image_uri": "tgi:1"},
             "invoke": {"output": "[0].generated_text", "content_template": "PROMPT_PLACEHOLDER",
                        "prompt_template": "Q: $model_input", "invocation": "batch_transform"}, "finetune": None}
 
 
-def test_records_go_through_one_transform_job_and_come_back_by_id(aws, tmp_path):
+@pytest.mark.parametrize("provider", ["huggingface", "jumpstart"])
+def test_records_go_through_one_transform_job_and_come_back_by_id(aws, tmp_path, provider, request):
     from steps.cleanup import cleanup
     from steps.deploy import deploy
     from steps.evaluate import evaluate
@@ -72,12 +106,22 @@ def test_records_go_through_one_transform_job_and_come_back_by_id(aws, tmp_path)
 
     storage.upload_file(data, "s3://runs/p/runs/e1/dataset/processed.jsonl")
     dataset = {"status": "succeeded", "uri": "s3://runs/p/runs/e1/dataset/processed.jsonl", "dataset_name": "t"}
-    model = model_entry()
+    if provider == "jumpstart":
+        request.getfixturevalue("jumpstart_catalogue")
+    model = model_entry(provider)
     sm = aws.client("sagemaker")
 
     deployment = deploy(model, None, root, "e1")
     assert deployment["status"] == "succeeded" and [c["type"] for c in deployment["created"]] == ["model"]
     assert sm.list_endpoints()["Endpoints"] == []  # no endpoint: nothing billed by the hour while asking
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    container = sm.describe_model(ModelName="llm-eval-bt")["PrimaryContainer"]
+    assert deployment["image_uri"] == container["Image"] == ("tgi:1" if provider == "huggingface" else JUMPSTART_IMAGE)
+    if provider == "jumpstart":  # the catalogue's artifact and environment, as JumpStart would deploy it
+        assert deployment["model_data_url"] == "s3://jumpstart-cache-prod-us-east-1/llm-eval-tiny/artifacts/model.tar.gz"
+        assert container["Environment"]["SM_NUM_GPUS"] == "1"
+    arn = sm.describe_model(ModelName="llm-eval-bt")["ModelArn"]
+    assert {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]} >= {"llm-eval-pipelines:pipeline"}
 
     algorithms = [{"name": "FactualKnowledge", "module": "fmeval.eval_algorithms.factual_knowledge",
                    "config_class": "FactualKnowledgeConfig", "eval_name": "factual_knowledge",
@@ -105,6 +149,26 @@ def test_records_go_through_one_transform_job_and_come_back_by_id(aws, tmp_path)
 
     done = cleanup(model, deployment, result)
     assert done["deleted"] == ["model:llm-eval-bt"] and sm.list_models()["Models"] == []
+
+
+def test_a_fine_tuned_jumpstart_model_runs_its_own_artifact_on_the_base_models_image(aws, jumpstart_catalogue):
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    tuned = {"status": "succeeded", "training_job_name": "ft-1", "model_data_url": "s3://runs/ft-1/output/model.tar.gz"}
+    model = {**model_entry("jumpstart"), "finetune": {"train_data_uri": "s3://runs/train.jsonl"}}
+    deployment = deploy(model, tuned, "s3://runs/p/runs/{execution_id}", "e1")
+    sm = aws.client("sagemaker")
+    container = sm.describe_model(ModelName="llm-eval-bt")["PrimaryContainer"]
+    assert deployment["status"] == "succeeded" and deployment["model_data_url"] == tuned["model_data_url"]
+    assert container["Image"] == JUMPSTART_IMAGE
+    assert sm.list_endpoints()["Endpoints"] == []
+
+    # a second deploy under the same name refuses rather than run someone else's model, and leaves it
+    again = deploy(model, tuned, "s3://runs/p/runs/{execution_id}", "e2")
+    assert again["status"] == "failed" and "already exists and is not ours" in again["error"]
+    assert again["created"] == [] and len(sm.list_models()["Models"]) == 1
+    assert cleanup(model, deployment, {})["deleted"] == ["model:llm-eval-bt"]
 
 
 def write_config(folder, records: int, **model) -> dict:
@@ -147,6 +211,15 @@ def test_plan_prices_the_job_against_an_endpoint_and_validate_refuses_what_canno
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["validate", "--config", str(tmp_path / "c.yaml")]) == 2
     assert "call the model themselves" in capsys.readouterr().err
+
+    # the default provider, JumpStart, runs one too
+    config["models"][0] = {"name": "bt", "model_id": "huggingface-llm-falcon-7b-bf16",
+                           "evaluation_config": {"invocation": "batch_transform"}}
+    config["algorithms"] = [{"algorithm": "FactualKnowledge"}]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["plan", "--config", str(tmp_path / "c.yaml"), "--json"]) == 0
+    bt = json.loads(capsys.readouterr().out)["cost"]["sagemaker"]["models"]["bt"]
+    assert list(bt["parts"]) == ["transform"] and bt["endpoint_alternative_usd"] > bt["parts"]["transform"]
 
 
 def test_a_local_run_without_a_bucket_for_the_job_is_refused_before_anything_starts(tmp_path, capsys):

@@ -39,11 +39,19 @@ def describe_resources(name: str, region: str | None = None) -> dict[str, Any]:
     if variants and variants[0].get("InstanceType"):
         info["instance_type"] = variants[0]["InstanceType"]
     if models:
-        described = sm.describe_model(ModelName=models[0])
-        container = described.get("PrimaryContainer") or (described.get("Containers") or [{}])[0]
-        info.update(image_uri=container.get("Image"), model_data_url=container.get("ModelDataUrl"),
-                    environment=container.get("Environment") or {})
+        info.update({k: v for k, v in describe_model(models[0], region).items() if k != "model_name"})
     return info
+
+
+def describe_model(name: str, region: str | None = None) -> dict[str, Any]:
+    """A SageMaker model's container (image, artifact, environment), in `create_model`'s shape."""
+    described = aws.client("sagemaker", region).describe_model(ModelName=name)
+    container = described.get("PrimaryContainer") or (described.get("Containers") or [{}])[0]
+    data = container.get("ModelDataUrl")
+    if data is None and "ModelDataSource" in container:  # an uncompressed artifact (a prefix, not a .tar.gz)
+        data = container["ModelDataSource"].get("S3DataSource", {}).get("S3Uri")
+    return {"model_name": name, "image_uri": container.get("Image"), "model_data_url": data,
+            "environment": container.get("Environment") or {}}
 
 
 def create_model(*, name: str, image_uri: str, role_arn: str, tags: list[dict[str, str]],

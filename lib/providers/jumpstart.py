@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib import aws
-from lib.aws.endpoints import describe_resources, endpoint_exists
+from lib.aws.endpoints import describe_model, describe_resources, endpoint_exists
 from lib.providers.sagemaker_base import SageMakerEndpointProvider, role_arn, tags_for
 
 
@@ -22,12 +22,13 @@ def _accepts_eula(model: dict[str, Any]) -> bool:
 
 class JumpStartProvider(SageMakerEndpointProvider):
     name = "jumpstart"
+    batch_transform = True
     preload_modules = (*SageMakerEndpointProvider.preload_modules, "sagemaker.jumpstart.model",
                        "sagemaker.jumpstart.estimator")
 
     def finetune(self, model: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         name = model["endpoint_name"]
-        if endpoint_exists(name, model.get("region")):
+        if model["invoke"].get("invocation") != "batch_transform" and endpoint_exists(name, model.get("region")):
             # as the AWS sample does: the fine-tuned model is already serving there; deploy reuses it
             context["progress"](f"endpoint {name} already exists: fine-tuning skipped, the endpoint is reused")
             return {"skipped": True, "reason": f"endpoint {name} already exists",
@@ -57,17 +58,31 @@ class JumpStartProvider(SageMakerEndpointProvider):
     def create(self, model: dict[str, Any], finetuned: dict[str, Any] | None, context: dict[str, Any],
                created: list[dict[str, str]]) -> dict[str, Any]:
         name, dep = model["endpoint_name"], model["deployment"]
+        batch = model["invoke"].get("invocation") == "batch_transform"
         # The SDK names the model and endpoint config after the endpoint; record them before the call
         # so a deploy that fails half-way still leaves cleanup their names (deleting a missing one is a no-op).
         sm = aws.client("sagemaker", model.get("region"))
-        for kind, describe, key in (("model", "describe_model", "ModelName"),
-                                    ("endpoint-config", "describe_endpoint_config", "EndpointConfigName")):
+        kinds = [("model", "describe_model", "ModelName")]
+        if not batch:
+            kinds.append(("endpoint-config", "describe_endpoint_config", "EndpointConfigName"))
+        for kind, describe, key in kinds:
             try:
                 getattr(sm, describe)(**{key: name})
                 raise ValueError(f"a SageMaker {kind} named '{name}' already exists and is not ours; "
                                  "choose another endpoint_name")
             except sm.exceptions.ClientError:
                 pass
+        if batch:  # the model only, on JumpStart's inference image: a transform job runs it, no endpoint
+            from sagemaker.jumpstart.model import JumpStartModel
+
+            created.append({"type": "model", "id": name})
+            # a fine-tuned model is the base model's inference container with the training job's artifact
+            artifact = {"model_data": finetuned["model_data_url"]} if finetuned else {}
+            JumpStartModel(model_id=model["model_id"], model_version=model["model_version"], role=role_arn(),
+                           name=name, sagemaker_session=_session(model), **artifact).create(
+                instance_type=dep["instance_type"], tags=tags_for(model, context),
+                accept_eula=_accepts_eula(model))
+            return describe_model(name, model.get("region"))
         created.extend([{"type": "model", "id": name}, {"type": "endpoint-config", "id": name},
                         {"type": "endpoint", "id": name}])
         kwargs = dict(initial_instance_count=dep["num_instances"], instance_type=dep["instance_type"],
