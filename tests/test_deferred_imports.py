@@ -1,6 +1,6 @@
-"""fmeval's algorithms import without torch, transformers, Hugging Face `evaluate` and Ray (#16 goal 2): those
-load only when an algorithm uses them, and then work as they always did. Each case runs in a fresh
-interpreter, where nothing has imported them yet."""
+"""fmeval's algorithms import without torch, transformers, Hugging Face `evaluate`, Ray, scikit-learn and SciPy's
+statistics (#16 goal 2): those load only when an algorithm uses them, and then work as they always did. Each
+case runs in a fresh interpreter, where nothing has imported them yet."""
 
 from __future__ import annotations
 
@@ -20,20 +20,24 @@ def algorithm(name, **options):
     return {"name": name, "module": spec.module, "config_class": spec.config_class, "eval_name": spec.eval_name,
             "options": options}
 
+HEAVY = ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util", "sklearn", "scipy.stats")
+
 rows = [{"id": "r0", "model_input": "Capital of France?", "target_output": "paris", "output": "Paris",
          "error": None},
         {"id": "r1", "model_input": "Capital of Italy?", "target_output": "rome", "output": "Milan", "error": None}]
 out = {}
 for name, options in json.loads(sys.argv[1]):
     out[name] = score_outputs(algorithm(name, **options), rows)["scores"]
-    out[name + ".loaded"] = sorted(m for m in ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util")
-                                   if m in sys.modules)
+    out[name + ".loaded"] = sorted(m for m in HEAVY if m in sys.modules)
 from lib.reports.pages import algorithm_html
 page = algorithm_html("m", "d", algorithm("FactualKnowledge"), {"scores": {"factual_knowledge": 0.5},
                       "per_record": [], "notes": []}, "$model_input")
 out["page_has_fmeval_cell"] = "fmeval's report cell is unavailable" not in page
-out["page.loaded"] = sorted(m for m in ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util")
-                           if m in sys.modules)
+out["page.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
+# ClassificationAccuracy's dataset-level score (fmeval's `evaluate()`), from scikit-learn on first use
+import fmeval.eval_algorithms.classification_accuracy as ca
+out["balanced_accuracy"] = float(ca.balanced_accuracy_score(["a", "b", "b"], ["a", "a", "b"]))
+out["balanced.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
 print(json.dumps(out))
 """
 
@@ -54,6 +58,7 @@ def test_the_answer_only_algorithms_and_the_report_cell_never_load_torch():
     assert out["ClassificationAccuracy"]["classification_accuracy_score"] == 0.5
     assert out["FactualKnowledge.loaded"] == out["QAAccuracy.loaded"] == out["page.loaded"] == []
     assert out["page_has_fmeval_cell"]
+    assert out["balanced_accuracy"] == 0.75 and "sklearn" in out["balanced.loaded"]
 
 
 def test_an_algorithm_that_needs_them_loads_them_on_first_use_and_scores_as_before():

@@ -1,5 +1,5 @@
 """Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate`, the
-SageMaker SDK, Ray and fmeval's data loaders until something uses them.
+SageMaker SDK, Ray, fmeval's data loaders and scikit-learn (nor nltk's SciPy) until something uses them.
 
 fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
 module imports) import torch, transformers and `evaluate` at the top, and its save strategy the
@@ -9,10 +9,11 @@ cells import Ray's datasets (1.2 s), for `evaluate()` and for cells built from a
 per-record scores of FactualKnowledge, QAAccuracy or ClassificationAccuracy never touch any of them.
 
 Within `deferred()`, an ``import torch`` (or ``from transformers import pipeline``) written in one of
-fmeval's own modules gets a stand-in, if the real module is not loaded yet; every other import is left
-as it is, and nothing is put in ``sys.modules`` (a library that looks there for torch finds none). A
-stand-in, and each name taken from it while fmeval imports, imports the real module the first time it
-is used (called, an attribute read, an ``isinstance``).
+fmeval's own modules (or ``from scipy.stats import fisher_exact`` in one of nltk's) gets a stand-in, if
+the real module is not loaded yet; every other import is left as it is, and nothing is put in
+``sys.modules`` (a library that looks there for torch finds none). A stand-in, and each name taken from
+it while fmeval imports, imports the real module the first time it is used (called, an attribute read,
+an ``isinstance``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker", "ray", "fmeval.data_loaders"})
+# scikit-learn (with SciPy, 2.3 s here): ClassificationAccuracy's dataset-level scores in `evaluate()`
+HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker", "ray", "fmeval.data_loaders", "sklearn"})
+# nltk, which QAAccuracy imports whole for three functions of `nltk.metrics.scores`, imports SciPy's
+# statistics (a Fisher test in its collocation measures) and scikit-learn (a classifier wrapper) at the
+# top, for parts fmeval never calls
+HEAVY_FOR = {"fmeval.": HEAVY, "nltk.": frozenset({"scipy", "sklearn"})}
 _LOCK = threading.RLock()
 _importing = threading.local()  # set while `deferred` is active in this thread
 
@@ -81,10 +87,13 @@ class _Later:
         return f"<{module}{'.' + attr if attr else ''}{'(...)' if call else ''}, imported on first use>"
 
 
-def _heavy(name: str) -> str | None:
-    """The `HEAVY` package ``name`` is in, if any."""
+def _heavy(name: str, importer: str) -> str | None:
+    """The package ``name`` is in that is heavy for the module named ``importer`` (`HEAVY_FOR`), if any."""
+    heavy = next((h for prefix, h in HEAVY_FOR.items() if importer.startswith(prefix)), None)
+    if heavy is None:
+        return None
     parts = name.split(".")
-    return next((p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p in HEAVY), None)
+    return next((p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p in heavy), None)
 
 
 @contextmanager
@@ -95,9 +104,8 @@ def deferred() -> Iterator[None]:
 
     def importer(name: str, globals: dict | None = None, locals: dict | None = None,  # noqa: A002
                  fromlist: tuple = (), level: int = 0) -> Any:
-        heavy = _heavy(name) if level == 0 else None
-        if (heavy and heavy not in sys.modules
-                and str((globals or {}).get("__name__", "")).startswith("fmeval.")):
+        heavy = _heavy(name, str((globals or {}).get("__name__", ""))) if level == 0 else None
+        if heavy and heavy not in sys.modules:
             return _Later(name if fromlist else name.partition(".")[0])
         return original(name, globals, locals, fromlist, level)
 
