@@ -100,3 +100,39 @@ def _no_sagemaker_defaults_from_this_machine(tmp_path_factory, monkeypatch):
     SAGEMAKER_USER_CONFIG_OVERRIDE) are settings too (lib/config/sagemaker_defaults.py): not in a test."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
     monkeypatch.delenv("SAGEMAKER_USER_CONFIG_OVERRIDE", raising=False)
+
+
+JUMPSTART_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.1.1-tgi2.0.0-gpu"
+
+
+@pytest.fixture
+def jumpstart_catalogue(tmp_path, monkeypatch):
+    """A JumpStart catalogue of one model on this disk, read by the SageMaker SDK in place of the hub's
+    (its `AWS_JUMPSTART_*_LOCAL_ROOT_DIR_OVERRIDE` variables): the real lookup of image, artifact and
+    environment runs, offline."""
+    from sagemaker.jumpstart.accessors import JumpStartModelsAccessor
+
+    root = tmp_path / "jumpstart"
+    key = "community_models/llm-eval-tiny/specs_v1.0.0.json"
+    (root / "specs" / key).parent.mkdir(parents=True)
+    (root / "models_manifest.json").write_text(json.dumps([{"model_id": "llm-eval-tiny", "version": "1.0.0",
+                                                             "min_version": "2.0.0", "spec_key": key}]))
+    (root / "specs" / key).write_text(json.dumps({
+        "model_id": "llm-eval-tiny", "version": "1.0.0", "min_sdk_version": "2.0.0", "training_supported": False,
+        "hosting_prepacked_artifact_key": "llm-eval-tiny/artifacts/model.tar.gz", "hosting_use_script_uri": False,
+        "hosting_instance_type_variants": {
+            "regional_aliases": {"us-east-1": {"tgi": JUMPSTART_IMAGE}},
+            "variants": {"g4dn": {"regional_properties": {"image_uri": "$tgi"}},
+                         "g5": {"regional_properties": {"image_uri": "$tgi"}}}},
+        "inference_environment_variables": [{"name": "SM_NUM_GPUS", "type": "text", "default": "1",
+                                             "scope": "container", "required_for_model_class": True}],
+        "predictor_specs": {"supported_content_types": ["application/json"],
+                            "supported_accept_types": ["application/json"],
+                            "default_content_type": "application/json", "default_accept_type": "application/json"},
+        "default_inference_instance_type": "ml.g4dn.xlarge",
+        "supported_inference_instance_types": ["ml.g4dn.xlarge", "ml.g5.48xlarge"]}))
+    monkeypatch.setenv("AWS_JUMPSTART_MANIFEST_LOCAL_ROOT_DIR_OVERRIDE", str(root))
+    monkeypatch.setenv("AWS_JUMPSTART_SPECS_LOCAL_ROOT_DIR_OVERRIDE", str(root / "specs"))
+    JumpStartModelsAccessor.reset_cache()
+    yield
+    JumpStartModelsAccessor.reset_cache()

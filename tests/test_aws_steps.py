@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import fake_aws
+from conftest import JUMPSTART_IMAGE, fake_aws
 
 moto = pytest.importorskip("moto")
 
@@ -270,3 +270,43 @@ def test_jumpstart_fine_tune_is_skipped_when_its_endpoint_exists(sm, tmp_path):
     assert sm.list_training_jobs()["TrainingJobSummaries"] == []
     deployed = deploy(model, result, str(tmp_path), "exec-30")
     assert deployed["reused"] and deployed["endpoint_name"] == "llm-eval-tuned"
+
+
+def jumpstart_entry(name: str, instance_type: str = "ml.g4dn.xlarge") -> dict:
+    entry = model_entry(name, provider="jumpstart")
+    entry.update(model_id="llm-eval-tiny", model_version="1.0.0")
+    entry["deployment"] = {"instance_type": instance_type, "num_instances": 1}
+    return entry
+
+
+def test_a_jumpstart_model_deploys_as_its_catalogue_says_and_cleanup_removes_it(sm, tmp_path, jumpstart_catalogue):
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    model = jumpstart_entry("js")
+    result = deploy(model, None, str(tmp_path), "exec-40")
+    assert result["status"] == "succeeded" and not result["reused"]
+    assert [c["type"] for c in result["created"]] == ["model", "endpoint-config", "endpoint"]
+    assert result["image_uri"] == JUMPSTART_IMAGE and result["environment"]["SM_NUM_GPUS"] == "1"
+    assert result["instance_type"] == "ml.g4dn.xlarge" and result["model_names"] == ["llm-eval-js"]
+    arn = sm.describe_endpoint(EndpointName="llm-eval-js")["EndpointArn"]
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags["llm-eval-pipelines:pipeline"] == "p" and tags["llm-eval-pipelines:execution"] == "exec-40"
+    done = cleanup(model, result, {})
+    assert sorted(done["deleted"]) == ["endpoint-config:llm-eval-js", "endpoint:llm-eval-js", "model:llm-eval-js"]
+    assert endpoint_names(sm) == set() and sm.list_models()["Models"] == []
+
+
+def test_a_jumpstart_deploy_failing_half_way_leaves_cleanup_what_it_made(sm, tmp_path, jumpstart_catalogue):
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    # moto rejects ml.g5 at CreateEndpointConfig: JumpStart's SDK has made the model by then
+    model = jumpstart_entry("jf", instance_type="ml.g5.48xlarge")
+    result = deploy(model, None, str(tmp_path), "exec-41")
+    assert result["status"] == "failed" and "instanceType" in result["error"]
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["llm-eval-jf"]
+    done = cleanup(model, result, {})
+    assert "model:llm-eval-jf" in done["deleted"] and not done.get("failed")
+    assert sm.list_models()["Models"] == [] and endpoint_names(sm) == set()
+

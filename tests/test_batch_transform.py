@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from conftest import ROOT, fake_aws, write_dataset
+from conftest import JUMPSTART_IMAGE, ROOT, fake_aws, write_dataset
 
 moto = pytest.importorskip("moto")
 
@@ -46,38 +46,6 @@ def the_service(boto3, answer, skip=()):
 
     boto3.DEFAULT_SESSION.events.register("provide-client-params.sagemaker.CreateTransformJob", run)
     return jobs
-
-
-JUMPSTART_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.1.1-tgi2.0.0-gpu"
-
-
-@pytest.fixture
-def jumpstart_catalogue(tmp_path, monkeypatch):
-    """A JumpStart catalogue of one model on this disk, read by the SageMaker SDK in place of the hub's
-    (its `AWS_JUMPSTART_*_LOCAL_ROOT_DIR_OVERRIDE` variables): the real lookup of image, artifact and
-    environment runs, offline."""
-    from sagemaker.jumpstart.accessors import JumpStartModelsAccessor
-
-    root = tmp_path / "jumpstart"
-    key = "community_models/llm-eval-tiny/specs_v1.0.0.json"
-    (root / "specs" / key).parent.mkdir(parents=True)
-    (root / "models_manifest.json").write_text(json.dumps([{"model_id": "llm-eval-tiny", "version": "1.0.0",
-                                                             "min_version": "2.0.0", "spec_key": key}]))
-    (root / "specs" / key).write_text(json.dumps({
-        "model_id": "llm-eval-tiny", "version": "1.0.0", "min_sdk_version": "2.0.0", "training_supported": False,
-        "hosting_prepacked_artifact_key": "llm-eval-tiny/artifacts/model.tar.gz", "hosting_use_script_uri": False,
-        "hosting_instance_type_variants": {
-            "regional_aliases": {"us-east-1": {"tgi": JUMPSTART_IMAGE}},
-            "variants": {"g4dn": {"regional_properties": {"image_uri": "$tgi"}}}},
-        "inference_environment_variables": [{"name": "SM_NUM_GPUS", "type": "text", "default": "1",
-                                             "scope": "container", "required_for_model_class": True}],
-        "default_inference_instance_type": "ml.g4dn.xlarge",
-        "supported_inference_instance_types": ["ml.g4dn.xlarge"]}))
-    monkeypatch.setenv("AWS_JUMPSTART_MANIFEST_LOCAL_ROOT_DIR_OVERRIDE", str(root))
-    monkeypatch.setenv("AWS_JUMPSTART_SPECS_LOCAL_ROOT_DIR_OVERRIDE", str(root / "specs"))
-    JumpStartModelsAccessor.reset_cache()
-    yield
-    JumpStartModelsAccessor.reset_cache()
 
 
 def model_entry(provider: str = "huggingface") -> dict:

@@ -54,6 +54,12 @@ def describe_model(name: str, region: str | None = None) -> dict[str, Any]:
             "environment": container.get("Environment") or {}}
 
 
+def wait_in_service(name: str, region: str | None = None) -> None:
+    """Until the endpoint serves (looked at once at once, then every 30 s, for up to an hour)."""
+    aws.client("sagemaker", region).get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 30, "MaxAttempts": 120})
+
+
 def create_model(*, name: str, image_uri: str, role_arn: str, tags: list[dict[str, str]],
                  created: list[dict[str, str]], model_data_url: str | None = None,
                  environment: dict[str, str] | None = None, region: str | None = None) -> dict[str, Any]:
@@ -84,7 +90,7 @@ def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: 
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
     created.append({"type": "endpoint", "id": name})
     if wait:
-        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 30, "MaxAttempts": 120})
+        wait_in_service(name, region)
     return {"endpoint_name": name, "image_uri": image_uri, "model_data_url": model_data_url,
             "environment": environment or {}, "instance_type": instance_type}
 

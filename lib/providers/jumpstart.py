@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lib import aws
-from lib.aws.endpoints import describe_model, describe_resources, endpoint_exists
+from lib.aws.endpoints import describe_model, describe_resources, endpoint_exists, wait_in_service
 from lib.providers.sagemaker_base import SageMakerEndpointProvider, role_arn, tags_for
 
 
@@ -85,8 +86,9 @@ class JumpStartProvider(SageMakerEndpointProvider):
             return describe_model(name, model.get("region"))
         created.extend([{"type": "model", "id": name}, {"type": "endpoint-config", "id": name},
                         {"type": "endpoint", "id": name}])
+        # the SDK's own wait sleeps 30 s before it first looks; ours looks at once (`wait_in_service`)
         kwargs = dict(initial_instance_count=dep["num_instances"], instance_type=dep["instance_type"],
-                      endpoint_name=name, tags=tags_for(model, context), model_name=name)
+                      endpoint_name=name, tags=tags_for(model, context), model_name=name, wait=False)
         if finetuned:
             from sagemaker.jumpstart.estimator import JumpStartEstimator
 
@@ -100,4 +102,6 @@ class JumpStartProvider(SageMakerEndpointProvider):
             JumpStartModel(model_id=model["model_id"], model_version=model["model_version"], role=role_arn(),
                            name=name, sagemaker_session=_session(model)).deploy(
                 accept_eula=_accepts_eula(model), **kwargs)
+        if os.environ.get("LLM_EVAL_WAIT_FOR_ENDPOINTS", "1") != "0":
+            wait_in_service(name, model.get("region"))
         return describe_resources(name, model.get("region"))
