@@ -269,6 +269,41 @@ class _SdkUploads:
         self.count, self.seconds = 0, 0.0
 
 
+def _split(se, config: dict, work: Path, n: int) -> dict:
+    """The same build with its uploads kept in memory instead of sent (what the build itself costs), then
+    those objects put into moto one after another (what the stand-in S3 costs this process): in process,
+    moto's work is charged to the build, where real S3's would be another machine's."""
+    import boto3
+    import yaml
+
+    from lib.config import load_config
+    from pipelines import sdk_uploads
+
+    kept: list[tuple[str, bytes]] = []
+    submit, wait = sdk_uploads._Uploads.submit, sdk_uploads._Uploads.wait
+
+    def keep(self, body, s3_uri, kms_key):
+        kept.append((s3_uri, body.getvalue() if hasattr(body, "getvalue") else bytes(body)))
+        return s3_uri
+
+    (work / "config.yaml").write_text(yaml.safe_dump({**config, "pipeline": {"name": f"bench-{n}-c"}}))
+    cfg = load_config(work / "config.yaml")
+    sdk_uploads._Uploads.submit, sdk_uploads._Uploads.wait = keep, lambda self: len(kept)
+    try:
+        started = time.perf_counter()
+        steps = len(json.loads(se.build(cfg).pipeline.definition())["Steps"])
+        render = time.perf_counter() - started
+    finally:
+        sdk_uploads._Uploads.submit, sdk_uploads._Uploads.wait = submit, wait
+    s3 = boto3.client("s3")
+    started = time.perf_counter()
+    for uri, body in kept:
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    assert steps and len(kept) == 4 * steps
+    return {"render_s": round(render, 2), "moto_puts_s": round(time.perf_counter() - started, 2)}
+
+
 def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[int, ...] = (10,),
                      sdk_way: tuple[int, ...] = (200,)) -> dict:
     """Definition build time, our way and (for ``with_file``) through a SageMaker config file, under
@@ -324,6 +359,10 @@ def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[in
                 assert len(again["Steps"]) == len(definition["Steps"]) and uploads.count == results[n]["uploads"]
                 print(f"  {n} models with the SDK's own uploads: {results[n]['sdk_s']:.1f}s, of which "
                       f"{results[n]['sdk_uploads_s']:.1f}s uploading", flush=True)
+                results[n].update(_split(se, config, work, n))
+                print(f"  {n} models, the build alone (uploads kept, not sent): {results[n]['render_s']:.1f}s; "
+                      f"moto storing the same {results[n]['uploads']:,} objects one after another: "
+                      f"{results[n]['moto_puts_s']:.1f}s", flush=True)
             if n not in with_file:
                 continue
 
@@ -687,8 +726,10 @@ def readme_table(results: dict) -> str:
             other = (f"through a SageMaker config file: {_s(r['config_file_s'])} ({r['ratio']}×)"
                      if "config_file_s" in r else
                      f"the SDK's own uploads, one after another: {_s(r['sdk_s'])}" if "sdk_s" in r else "—")
+            split = (f"; the build alone {_s(r['render_s'])}, moto storing the objects {_s(r['moto_puts_s'])}"
+                     if "render_s" in r else "")
             rows.append(f"| SageMaker definition, {n} models ({r['steps']} steps) | {_s(r['ours_s'])}, "
-                        f"{r['uploads']:,} S3 uploads through one client | {other} |")
+                        f"{r['uploads']:,} S3 uploads through one client{split} | {other} |")
     dates = sorted({v["date"] for v in results.values() if isinstance(v, dict) and "date" in v})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "an unknown date"
     machine = results.get("machine", {})
