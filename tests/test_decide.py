@@ -177,6 +177,7 @@ def test_a_model_stops_asking_when_its_share_of_the_budget_is_spent(tmp_path, wr
     assert len(calls) == 3  # $0.018 each: the third crosses $0.05, no fourth call starts
     assert spend.spent_usd == pytest.approx(0.054)
     assert stats.errors == 7 and rows[3]["error"].startswith("not asked: this model's share of the budget")
+    assert stats.invocations == 3 and stats.attempts == 3  # the records left unasked are no calls
     data = base_config(2)
     data["budget"] = {"max_usd": 30}
     plan = build_plan(load_config(write_config(data)))

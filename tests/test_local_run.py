@@ -282,7 +282,7 @@ def test_a_model_that_does_not_load_fails_its_records_with_the_reason_and_is_cle
     assert main(["run", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 3
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     bad = summary["models"]["bad"]
-    assert bad["status"] == "failed" and bad["errors"] == 3
+    assert bad["status"] == "failed" and bad["errors"] == 3 and bad["invocations"] == 0  # nothing was asked
     assert "the model did not load" in bad["first_error"]
     assert summary["selection"]["best"] == "good"
     execution = json.loads((tmp_path / "run" / "execution.json").read_text())

@@ -256,7 +256,7 @@ def ask_records(
     def settle(row: dict[str, Any], new: bool) -> None:
         nonlocal finished, failures
         count_row(stats, row)
-        if new and not row.get("cached"):
+        if new and row.get("attempts"):  # sent to the model (not a cache hit, nor a record left unasked)
             stats.invocations += 1
             stats.attempts += row.get("attempts") or 0
         finished += 1
