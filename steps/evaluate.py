@@ -102,6 +102,11 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any],
     return stats
 
 
+# what a model's result keeps of its deployment: the container it ran in, which register puts in the package
+KEPT_OF_DEPLOYMENT = ("endpoint_name", "image_uri", "model_data_url", "model_data_source", "environment",
+                      "instance_type")
+
+
 def _evaluate(step: str, model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
               algorithms: list[dict[str, Any]], layout: RunLayout, cache_root: str | None,
               budget_share_usd: float | None = None, execution_id: str | None = None) -> ModelResult:
@@ -124,8 +129,7 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
     result = ModelResult(
         model=name, provider=model["provider"], model_id=model["model_id"], **stats.summary(),
         outputs_uri=layout.outputs(name),
-        deployment={k: deployment.get(k) for k in ("endpoint_name", "image_uri", "model_data_url", "environment",
-                                                   "instance_type") if deployment.get(k)},
+        deployment={k: deployment[k] for k in KEPT_OF_DEPLOYMENT if deployment.get(k)},
         register=model.get("register"),  # the sample's per-model register_config
         recipe={"model": model, "finetuned": deployment.get("finetuned")})
     result.cost_usd = pricing.cost(model.get("price"), stats.wall_s, stats.summary()["prompt_tokens"],

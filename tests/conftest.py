@@ -123,14 +123,16 @@ def jumpstart_catalogue(tmp_path, monkeypatch):
         "hosting_instance_type_variants": {
             "regional_aliases": {"us-east-1": {"tgi": JUMPSTART_IMAGE}},
             "variants": {"g4dn": {"regional_properties": {"image_uri": "$tgi"}},
-                         "g5": {"regional_properties": {"image_uri": "$tgi"}}}},
+                         "g5": {"regional_properties": {"image_uri": "$tgi"}},
+                         # a bigger instance of a family: its own environment, as JumpStart's LLMs have
+                         "ml.g4dn.12xlarge": {"properties": {"environment_variables": {"SM_NUM_GPUS": "4"}}}}},
         "inference_environment_variables": [{"name": "SM_NUM_GPUS", "type": "text", "default": "1",
                                              "scope": "container", "required_for_model_class": True}],
         "predictor_specs": {"supported_content_types": ["application/json"],
                             "supported_accept_types": ["application/json"],
                             "default_content_type": "application/json", "default_accept_type": "application/json"},
         "default_inference_instance_type": "ml.g4dn.xlarge",
-        "supported_inference_instance_types": ["ml.g4dn.xlarge", "ml.g5.48xlarge"]}))
+        "supported_inference_instance_types": ["ml.g4dn.xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarge"]}))
     monkeypatch.setenv("AWS_JUMPSTART_MANIFEST_LOCAL_ROOT_DIR_OVERRIDE", str(root))
     monkeypatch.setenv("AWS_JUMPSTART_SPECS_LOCAL_ROOT_DIR_OVERRIDE", str(root / "specs"))
     JumpStartModelsAccessor.reset_cache()

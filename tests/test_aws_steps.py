@@ -8,6 +8,8 @@ import json
 import pytest
 from conftest import JUMPSTART_IMAGE, fake_aws
 
+from steps.evaluate import KEPT_OF_DEPLOYMENT
+
 moto = pytest.importorskip("moto")
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -233,9 +235,7 @@ def test_the_registered_package_deploys_an_endpoint(sm, tmp_path):
     deployment = deploy(model, None, str(tmp_path), "exec-20")
     from lib.run.records import ModelResult, RunSummary, Selection
 
-    # what evaluate keeps of a deployment: the container it ran in
-    kept = {k: deployment[k] for k in ("endpoint_name", "image_uri", "model_data_url", "environment",
-                                       "instance_type") if deployment.get(k)}
+    kept = {k: deployment[k] for k in KEPT_OF_DEPLOYMENT if deployment.get(k)}  # the container it ran in
     assert kept["environment"]["HF_MODEL_ID"] == "tiiuae/falcon-7b" and kept["instance_type"] == "ml.g4dn.xlarge"
     winner = ModelResult("w", provider="huggingface", model_id="tiiuae/falcon-7b", deployment=kept,
                          scores={"factual_knowledge": {"factual_knowledge": 0.7}})
@@ -279,16 +279,38 @@ def jumpstart_entry(name: str, instance_type: str = "ml.g4dn.xlarge") -> dict:
     return entry
 
 
-def test_a_jumpstart_model_deploys_as_its_catalogue_says_and_cleanup_removes_it(sm, tmp_path, jumpstart_catalogue):
+def test_a_jumpstart_model_deploys_as_its_catalogue_says_and_cleanup_removes_it(sm, tmp_path, jumpstart_catalogue,
+                                                                               monkeypatch):
+    import sagemaker
+
     from steps.cleanup import cleanup
     from steps.deploy import deploy
 
-    model = jumpstart_entry("js")
+    def sdk_wait(*args, **kwargs):  # it sleeps 30 s before it first looks: ours looks at once
+        raise AssertionError("the SDK's endpoint wait was used")
+
+    monkeypatch.setattr(sagemaker.Session, "wait_for_endpoint", sdk_wait)
+    model = jumpstart_entry("js", instance_type="ml.g4dn.12xlarge")
     result = deploy(model, None, str(tmp_path), "exec-40")
     assert result["status"] == "succeeded" and not result["reused"]
     assert [c["type"] for c in result["created"]] == ["model", "endpoint-config", "endpoint"]
-    assert result["image_uri"] == JUMPSTART_IMAGE and result["environment"]["SM_NUM_GPUS"] == "1"
-    assert result["instance_type"] == "ml.g4dn.xlarge" and result["model_names"] == ["llm-eval-js"]
+    # JumpStart's container for this instance type (its own environment), not for the catalogue's default
+    assert result["image_uri"] == JUMPSTART_IMAGE and result["environment"]["SM_NUM_GPUS"] == "4"
+    assert result["instance_type"] == "ml.g4dn.12xlarge" and result["model_names"] == ["llm-eval-js"]
+    # registered, the package names the artifact as JumpStart's model does (an S3 source, not a URL)
+    from lib.run.records import ModelResult, RunSummary, Selection
+    from steps.register import register
+
+    kept = {k: result[k] for k in KEPT_OF_DEPLOYMENT if result.get(k)}
+    winner = ModelResult("js", provider="jumpstart", model_id="llm-eval-tiny", deployment=kept,
+                         scores={"factual_knowledge": {"factual_knowledge": 0.7}})
+    summary = RunSummary("p", "exec-40", {"js": winner}, Selection("factual_knowledge", best="js", best_value=0.7))
+    record = register({"model_package_group_name": "js"}, {"status": "succeeded", "summary": summary.to_dict()},
+                      "Approved", "s3://runs/p/runs/{execution_id}", "exec-40")
+    container = sm.describe_model_package(ModelPackageName=record["model_package_arn"])[
+        "InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"] == (
+        "s3://jumpstart-cache-prod-us-east-1/llm-eval-tiny/artifacts/model.tar.gz")
     arn = sm.describe_endpoint(EndpointName="llm-eval-js")["EndpointArn"]
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
     assert tags["llm-eval-pipelines:pipeline"] == "p" and tags["llm-eval-pipelines:execution"] == "exec-40"
@@ -307,6 +329,42 @@ def test_a_jumpstart_deploy_failing_half_way_leaves_cleanup_what_it_made(sm, tmp
     assert result["status"] == "failed" and "instanceType" in result["error"]
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["llm-eval-jf"]
     done = cleanup(model, result, {})
-    assert "model:llm-eval-jf" in done["deleted"] and not done.get("failed")
+    assert "model:llm-eval-jf" in done["deleted"] and done["status"] == "succeeded"
     assert sm.list_models()["Models"] == [] and endpoint_names(sm) == set()
+
+
+def test_a_jumpstart_deploy_that_cannot_tell_whether_its_model_exists_makes_nothing(sm, tmp_path,
+                                                                                 jumpstart_catalogue):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from steps.deploy import deploy
+
+    def denied(**kwargs):  # the role may not describe models: "exists" is unknown, so nothing is made
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeModel")
+
+    boto3.DEFAULT_SESSION.events.register("before-call.sagemaker.DescribeModel", denied)
+    result = deploy(jumpstart_entry("jd"), None, str(tmp_path), "exec-42")
+    assert result["status"] == "failed" and "AccessDenied" in result["error"] and result["created"] == []
+    assert sm.list_models()["Models"] == []
+
+
+def test_an_endpoint_that_fails_to_come_up_says_why(sm, tmp_path, jumpstart_catalogue):
+    import boto3
+
+    from steps.cleanup import cleanup
+    from steps.deploy import deploy
+
+    def failed(parsed, **kwargs):  # what SageMaker says once the container would not start
+        parsed.update(EndpointStatus="Failed", FailureReason="The primary container for production variant "
+                      "AllTraffic did not pass the ping health check")
+
+    boto3.DEFAULT_SESSION.events.register("after-call.sagemaker.DescribeEndpoint", failed)
+    model = jumpstart_entry("jw")
+    result = deploy(model, None, str(tmp_path), "exec-43")
+    assert result["status"] == "failed" and "did not pass the ping health check" in result["error"]
+    boto3.DEFAULT_SESSION.events.unregister("after-call.sagemaker.DescribeEndpoint", failed)
+    assert [c["type"] for c in result["created"]] == ["model", "endpoint-config", "endpoint"]
+    assert sorted(cleanup(model, result, {})["deleted"]) == [
+        "endpoint-config:llm-eval-jw", "endpoint:llm-eval-jw", "model:llm-eval-jw"]
 

@@ -86,7 +86,8 @@ def test_records_go_through_one_transform_job_and_come_back_by_id(aws, tmp_path,
     container = sm.describe_model(ModelName="llm-eval-bt")["PrimaryContainer"]
     assert deployment["image_uri"] == container["Image"] == ("tgi:1" if provider == "huggingface" else JUMPSTART_IMAGE)
     if provider == "jumpstart":  # the catalogue's artifact and environment, as JumpStart would deploy it
-        assert deployment["model_data_url"] == "s3://jumpstart-cache-prod-us-east-1/llm-eval-tiny/artifacts/model.tar.gz"
+        source = deployment["model_data_source"]["S3DataSource"]  # the SDK's way of naming an artifact
+        assert source["S3Uri"] == "s3://jumpstart-cache-prod-us-east-1/llm-eval-tiny/artifacts/model.tar.gz"
         assert container["Environment"]["SM_NUM_GPUS"] == "1"
     arn = sm.describe_model(ModelName="llm-eval-bt")["ModelArn"]
     assert {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]} >= {"llm-eval-pipelines:pipeline"}
@@ -125,16 +126,19 @@ def test_a_fine_tuned_jumpstart_model_runs_its_own_artifact_on_the_base_models_i
 
     tuned = {"status": "succeeded", "training_job_name": "ft-1", "model_data_url": "s3://runs/ft-1/output/model.tar.gz"}
     model = {**model_entry("jumpstart"), "finetune": {"train_data_uri": "s3://runs/train.jsonl"}}
+    model["deployment"] = {"instance_type": "ml.g4dn.12xlarge", "num_instances": 1}
     deployment = deploy(model, tuned, "s3://runs/p/runs/{execution_id}", "e1")
     sm = aws.client("sagemaker")
     container = sm.describe_model(ModelName="llm-eval-bt")["PrimaryContainer"]
-    assert deployment["status"] == "succeeded" and deployment["model_data_url"] == tuned["model_data_url"]
-    assert container["Image"] == JUMPSTART_IMAGE
+    assert deployment["status"] == "succeeded"
+    assert deployment["model_data_source"]["S3DataSource"]["S3Uri"] == tuned["model_data_url"]
+    # the container JumpStart gives the instance type the job runs on, not its default one
+    assert container["Image"] == JUMPSTART_IMAGE and container["Environment"]["SM_NUM_GPUS"] == "4"
     assert sm.list_endpoints()["Endpoints"] == []
 
     # a second deploy under the same name refuses rather than run someone else's model, and leaves it
     again = deploy(model, tuned, "s3://runs/p/runs/{execution_id}", "e2")
-    assert again["status"] == "failed" and "already exists and is not ours" in again["error"]
+    assert again["status"] == "failed" and "already exists (this deploy did not make it)" in again["error"]
     assert again["created"] == [] and len(sm.list_models()["Models"]) == 1
     assert cleanup(model, deployment, {})["deleted"] == ["model:llm-eval-bt"]
 

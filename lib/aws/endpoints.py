@@ -3,6 +3,7 @@ delete only what a run created."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from lib import aws
@@ -47,17 +48,29 @@ def describe_model(name: str, region: str | None = None) -> dict[str, Any]:
     """A SageMaker model's container (image, artifact, environment), in `create_model`'s shape."""
     described = aws.client("sagemaker", region).describe_model(ModelName=name)
     container = described.get("PrimaryContainer") or (described.get("Containers") or [{}])[0]
-    data = container.get("ModelDataUrl")
-    if data is None and "ModelDataSource" in container:  # an uncompressed artifact (a prefix, not a .tar.gz)
-        data = container["ModelDataSource"].get("S3DataSource", {}).get("S3Uri")
-    return {"model_name": name, "image_uri": container.get("Image"), "model_data_url": data,
+    info = {"model_name": name, "image_uri": container.get("Image"), "model_data_url": container.get("ModelDataUrl"),
             "environment": container.get("Environment") or {}}
+    if container.get("ModelDataSource"):  # JumpStart's way: an S3 object or prefix, its compression, its EULA
+        info["model_data_source"] = container["ModelDataSource"]
+    return info
 
 
 def wait_in_service(name: str, region: str | None = None) -> None:
-    """Until the endpoint serves (looked at once at once, then every 30 s, for up to an hour)."""
-    aws.client("sagemaker", region).get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 30, "MaxAttempts": 120})
+    """Until the endpoint serves: looked at right away, then every 30 s, for up to an hour (the SDK's own
+    wait sleeps 30 s before it first looks). Not at all with LLM_EVAL_WAIT_FOR_ENDPOINTS=0 (tests whose
+    stand-in never brings an endpoint up)."""
+    if os.environ.get("LLM_EVAL_WAIT_FOR_ENDPOINTS", "1") == "0":
+        return
+    from botocore.exceptions import WaiterError
+
+    try:
+        aws.client("sagemaker", region).get_waiter("endpoint_in_service").wait(
+            EndpointName=name, WaiterConfig={"Delay": 30, "MaxAttempts": 120})
+    except WaiterError as exc:  # its text names the status only: SageMaker's reason says why
+        last = exc.last_response or {}
+        why = last.get("FailureReason") or (last.get("Error") or {}).get("Message") or str(exc)
+        raise RuntimeError(f"endpoint {name} did not come into service "
+                           f"({last.get('EndpointStatus') or 'no status'}): {why}") from None
 
 
 def create_model(*, name: str, image_uri: str, role_arn: str, tags: list[dict[str, str]],
@@ -76,8 +89,7 @@ def create_model(*, name: str, image_uri: str, role_arn: str, tags: list[dict[st
 
 def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: str, instance_count: int,
                     tags: list[dict[str, str]], created: list[dict[str, str]], model_data_url: str | None = None,
-                    environment: dict[str, str] | None = None, region: str | None = None,
-                    wait: bool = True) -> dict[str, Any]:
+                    environment: dict[str, str] | None = None, region: str | None = None) -> dict[str, Any]:
     """Model, endpoint config, endpoint; each is appended to ``created`` the moment it exists, so a
     failure half-way still leaves cleanup the full list."""
     sm = aws.client("sagemaker", region)
@@ -89,8 +101,7 @@ def create_endpoint(*, name: str, image_uri: str, role_arn: str, instance_type: 
     created.append({"type": "endpoint-config", "id": name})
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
     created.append({"type": "endpoint", "id": name})
-    if wait:
-        wait_in_service(name, region)
+    wait_in_service(name, region)
     return {"endpoint_name": name, "image_uri": image_uri, "model_data_url": model_data_url,
             "environment": environment or {}, "instance_type": instance_type}
 

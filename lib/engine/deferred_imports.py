@@ -1,5 +1,5 @@
 """Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate`, the
-SageMaker SDK, Ray, fmeval's data loaders and scikit-learn (nor nltk's SciPy) until something uses them.
+SageMaker SDK, Ray, fmeval's data loaders, scikit-learn and SciPy's statistics until something uses them.
 
 fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
 module imports) import torch, transformers and `evaluate` at the top, and its save strategy the
@@ -13,7 +13,9 @@ fmeval's own modules (or ``from scipy.stats import fisher_exact`` in one of nltk
 the real module is not loaded yet; every other import is left as it is, and nothing is put in
 ``sys.modules`` (a library that looks there for torch finds none). A stand-in, and each name taken from
 it while fmeval imports, imports the real module the first time it is used (called, an attribute read,
-an ``isinstance``).
+an ``isinstance``). It is not imported to be tested for truth or compared: a stand-in is always true
+and equal only to itself, and a library's ``except ImportError`` fallback for a name the real module
+lacks no longer applies (nltk's `betai`, for an `approxrand` fmeval never calls).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class Spend:
 @dataclass
 class InvocationStats:
     records: int = 0
-    invocations: int = 0  # records sent to the model in this run (cache hits and resumed rows excluded)
+    invocations: int = 0  # records sent to the model in this run (not cache hits, resumed or unasked rows)
     attempts: int = 0  # including retries
     errors: int = 0
     first_error: str | None = None  # of the first failed record, in dataset order

@@ -31,5 +31,4 @@ class HuggingFaceProvider(SageMakerEndpointProvider):
             name=model["endpoint_name"], image_uri=image, role_arn=role_arn(),
             instance_type=deployment["instance_type"], instance_count=deployment["num_instances"],
             tags=tags_for(model, context), created=created, environment=env,
-            model_data_url=(finetuned or {}).get("model_data_url"), region=model.get("region"),
-            wait=os.environ.get("LLM_EVAL_WAIT_FOR_ENDPOINTS", "1") != "0")
+            model_data_url=(finetuned or {}).get("model_data_url"), region=model.get("region"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from lib import aws
@@ -67,26 +66,31 @@ class JumpStartProvider(SageMakerEndpointProvider):
         if not batch:
             kinds.append(("endpoint-config", "describe_endpoint_config", "EndpointConfigName"))
         for kind, describe, key in kinds:
+            # the SDK quietly reuses a model that exists (cleanup would then delete it): only "not found"
+            # lets the deploy go on; any other answer (throttling, access denied) stops it
             try:
                 getattr(sm, describe)(**{key: name})
-                raise ValueError(f"a SageMaker {kind} named '{name}' already exists and is not ours; "
-                                 "choose another endpoint_name")
-            except sm.exceptions.ClientError:
-                pass
+            except sm.exceptions.ClientError as exc:
+                if aws.error_code(exc) != "ValidationException":
+                    raise
+                continue
+            raise ValueError(f"a SageMaker {kind} named '{name}' already exists (this deploy did not make it); "
+                             "choose another endpoint_name, or delete it")
         if batch:  # the model only, on JumpStart's inference image: a transform job runs it, no endpoint
             from sagemaker.jumpstart.model import JumpStartModel
 
             created.append({"type": "model", "id": name})
-            # a fine-tuned model is the base model's inference container with the training job's artifact
+            # image, environment and artifact are JumpStart's for this instance type; a fine-tuned model
+            # runs its training job's artifact in that container
             artifact = {"model_data": finetuned["model_data_url"]} if finetuned else {}
             JumpStartModel(model_id=model["model_id"], model_version=model["model_version"], role=role_arn(),
-                           name=name, sagemaker_session=_session(model), **artifact).create(
-                instance_type=dep["instance_type"], tags=tags_for(model, context),
-                accept_eula=_accepts_eula(model))
+                           name=name, instance_type=dep["instance_type"], sagemaker_session=_session(model),
+                           **artifact).create(instance_type=dep["instance_type"], tags=tags_for(model, context),
+                                              accept_eula=_accepts_eula(model))
             return describe_model(name, model.get("region"))
         created.extend([{"type": "model", "id": name}, {"type": "endpoint-config", "id": name},
                         {"type": "endpoint", "id": name}])
-        # the SDK's own wait sleeps 30 s before it first looks; ours looks at once (`wait_in_service`)
+        # not the SDK's wait, which sleeps 30 s before it first looks: `wait_in_service` below
         kwargs = dict(initial_instance_count=dep["num_instances"], instance_type=dep["instance_type"],
                       endpoint_name=name, tags=tags_for(model, context), model_name=name, wait=False)
         if finetuned:
@@ -100,8 +104,7 @@ class JumpStartProvider(SageMakerEndpointProvider):
 
             kwargs.pop("model_name")
             JumpStartModel(model_id=model["model_id"], model_version=model["model_version"], role=role_arn(),
-                           name=name, sagemaker_session=_session(model)).deploy(
+                           name=name, instance_type=dep["instance_type"], sagemaker_session=_session(model)).deploy(
                 accept_eula=_accepts_eula(model), **kwargs)
-        if os.environ.get("LLM_EVAL_WAIT_FOR_ENDPOINTS", "1") != "0":
-            wait_in_service(name, model.get("region"))
+        wait_in_service(name, model.get("region"))
         return describe_resources(name, model.get("region"))

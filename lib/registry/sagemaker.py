@@ -65,6 +65,8 @@ def register_model_package(r: Registration, layout: RunLayout, region: str | Non
         container: dict[str, Any] = {"Image": deployment["image_uri"]}
         if deployment.get("model_data_url"):
             container["ModelDataUrl"] = deployment["model_data_url"]
+        elif deployment.get("model_data_source"):  # a JumpStart model's artifact, as its model names it
+            container["ModelDataSource"] = deployment["model_data_source"]
         if deployment.get("environment"):
             container["Environment"] = {str(k): str(v) for k, v in deployment["environment"].items()}
         request["InferenceSpecification"] = {

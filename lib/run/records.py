@@ -33,7 +33,7 @@ class ModelResult:
     provider: str | None = None
     model_id: str | None = None
     records: int | None = None
-    invocations: int | None = None  # calls made in this run (cache hits and resumed rows excluded)
+    invocations: int | None = None  # records sent to the model in this run (not cache hits, resumed or unasked rows)
     attempts: int | None = None
     errors: int | None = None  # records the model failed on
     cache_hits: int | None = None
