@@ -11,10 +11,10 @@
    `dataset.shards: 4` (and 4 local workers).
 3. Scoring throughput: 10,000 cached records x 3 algorithms; the local server (concurrent requests over HTTP,
    gathered into batches) against raw batched `generate` on the same questions.
-4. SageMaker definition build time for 10, 50 and 200 models: our way (settings as @step arguments,
-   the SDK's step uploads through one S3 client in parallel: `pipelines/sdk_uploads.py`); for 10,
-   through a SageMaker config file; for 200, also with the SDK's own uploads (one after another, a new
-   S3 resource each). Under moto.
+4. SageMaker definition build time for 5, 10, 50 and 200 models: our way (settings as @step arguments,
+   the SDK's step uploads through one S3 client in parallel: `pipelines/sdk_uploads.py`); for 5,
+   through a SageMaker config file; for 50, also with the SDK's own uploads (one after another, a new
+   S3 resource each); for 200, the build alone and moto's share of it. Under moto.
 
     python -m bench.run [--quick] [--only orchestration,memory,definition,server,scoring,engine]
                         [--records N] [--baseline GIT-REF] [--write-readme]
@@ -304,10 +304,11 @@ def _split(se, config: dict, work: Path, n: int) -> dict:
     return {"render_s": round(render, 2), "moto_puts_s": round(time.perf_counter() - started, 2)}
 
 
-def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[int, ...] = (10,),
-                     sdk_way: tuple[int, ...] = (200,)) -> dict:
+def bench_definition(sizes: tuple[int, ...] = (5, 10, 50, 200), with_file: tuple[int, ...] = (5,),
+                     sdk_way: tuple[int, ...] = (50,), split: tuple[int, ...] = (200,)) -> dict:
     """Definition build time, our way and (for ``with_file``) through a SageMaker config file, under
-    moto; for ``sdk_way``, the build again with the SDK's own sequential uploads."""
+    moto; for ``sdk_way``, the build again with the SDK's own sequential uploads; for ``split``, the
+    build alone and moto's share (`_split`)."""
     import logging
 
     import yaml
@@ -359,6 +360,7 @@ def bench_definition(sizes: tuple[int, ...] = (10, 50, 200), with_file: tuple[in
                 assert len(again["Steps"]) == len(definition["Steps"]) and uploads.count == results[n]["uploads"]
                 print(f"  {n} models with the SDK's own uploads: {results[n]['sdk_s']:.1f}s, of which "
                       f"{results[n]['sdk_uploads_s']:.1f}s uploading", flush=True)
+            if n in split:
                 results[n].update(_split(se, config, work, n))
                 print(f"  {n} models, the build alone (uploads kept, not sent): {results[n]['render_s']:.1f}s; "
                       f"moto storing the same {results[n]['uploads']:,} objects one after another: "
@@ -766,10 +768,10 @@ def main() -> int:
     parser.add_argument("--only", default="definition,orchestration,memory,server,scoring,engine")
     parser.add_argument("--quick", action="store_true",
                         help="a 2-minute subset at smaller sizes, into bench/results-quick.json")
-    # 32 of the default dataset's 66: two full batches for our engine; the naive way asks one record at a
-    # time, about 2.6 s each, and asked all 66 it was a third of the whole benchmark's 18 minutes
-    parser.add_argument("--records", type=int, default=32,
-                        help="records for the engine benchmark (default: 32; 0 for all)")
+    # 16 of the default dataset's 66: one full batch for our engine; the naive way asks one record at a
+    # time, 4 to 8 s each here, and asked 32 it was 5 of the whole benchmark's 18 minutes on a busy day
+    parser.add_argument("--records", type=int, default=16,
+                        help="records for the engine benchmark (default: 16; 0 for all)")
     parser.add_argument("--engine-models", type=int, default=1,
                         help="models of evaluation_config.yaml (those without fine-tuning) the engine benchmark "
                         "asks both ways (default: 1; the naive way takes about 3 minutes per model)")
@@ -798,8 +800,9 @@ def main() -> int:
         results[name] = {**fn(*a), "date": date, "bench_s": round(time.perf_counter() - t, 1)}
 
     if "definition" in parts:
-        sizes, with_file, sdk_way = ((10, 50), (), ()) if args.quick else ((10, 50, 200), (10,), (200,))
-        measure("definition", "SageMaker definition build time:", bench_definition, sizes, with_file, sdk_way)
+        sizes, with_file, sdk_way, split = (((10, 50), (), (), ()) if args.quick
+                                            else ((5, 10, 50, 200), (5,), (50,), (200,)))
+        measure("definition", "SageMaker definition build time:", bench_definition, sizes, with_file, sdk_way, split)
     if "orchestration" in parts:
         measure("orchestration", "Orchestration: `run` against an instant server, and a plain client:",
                 bench_orchestration, 2_000 if args.quick else 10_000, args.baseline)
