@@ -288,3 +288,20 @@ def test_a_model_that_does_not_load_fails_its_records_with_the_reason_and_is_cle
     execution = json.loads((tmp_path / "run" / "execution.json").read_text())
     assert execution["steps"]["cleanup-bad"]["status"] == "succeeded"
     assert running.running() == []
+
+
+def test_models_loaded_by_two_threads_at_once_both_get_their_weights():
+    # a first evaluation loads its model while the fine-tune loads its own (the first `make run` of a
+    # fresh clone): one load's empty-weights context must not leave the other's weights on "meta"
+    from lib.providers import local_model
+
+    base = local_model.ensure_converted("smollm2-135m-instruct", Path("~/.cache/llm-eval-pipelines").expanduser())
+    start = threading.Barrier(3)
+
+    def load(_):
+        start.wait()
+        return local_model.pretrained(base)[1]
+
+    with ThreadPoolExecutor(3) as pool:
+        models = list(pool.map(load, range(3)))
+    assert [sorted({p.device.type for p in m.parameters()}) for m in models] == [["cpu"]] * 3

@@ -51,14 +51,12 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
     """Train and save into ``out_dir`` (a LoRA adapter, or a whole model with method: full), on the
     prompts as the model is served with ``system_prompt``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.providers.local_model import cores_shared, fix_tokenizer
+    from lib.providers.local_model import cores_shared, pretrained
 
     p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS}}
     torch.manual_seed(p["seed"])
-    tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(base_path)))
-    model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
+    tokenizer, model = pretrained(base_path)
     if p["method"] == "lora":
         from peft import LoraConfig, get_peft_model
 

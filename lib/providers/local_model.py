@@ -24,6 +24,22 @@ _LOADED: dict[str, Any] = {}  # model key -> LocalLM: one instance per model per
 _WORKING = {"now": 0}  # model work in progress in this process (cores_shared)
 _WORKING_LOCK = threading.Lock()
 _CONVERTING = threading.Lock()  # one conversion at a time per process (_gguf_read_once patches a module)
+# One `from_pretrained` at a time per process: while it builds a model, accelerate's empty-weights
+# context patches torch's Module for every thread, so a model built beside it in another thread (a
+# first evaluation beside the fine-tune) came out with its weights on the "meta" device, unusable
+_LOADING = threading.RLock()
+
+
+def pretrained(path: str | Path) -> tuple[Any, Any]:
+    """(tokenizer, model) from a saved model folder (float32), one load at a time in this process."""
+    import torch
+
+    with _LOADING:  # the import too: transformers' lazy module, first used by two threads, fails one of them
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(path)))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return tokenizer, model
 
 
 class LocalModelError(RuntimeError):
@@ -133,13 +149,13 @@ def ensure_converted(model_id: str, cache_dir: str | Path, progress: Callable[[s
             return target
         src = source_path(model_id)
         progress(f"converting {src.name} into {target} (once; about 20 s)")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()  # its notice about the legacy tokenizer is meant for GGUF users: us
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        with _gguf_read_once():
+        with _gguf_read_once(), _LOADING:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()  # its notice about the legacy tokenizer is meant for GGUF users: us
             tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name))
             model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -157,15 +173,14 @@ class LocalLM:
 
     def __init__(self, path: str | Path, adapter: str | Path | None = None) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = str(path)
-        self.tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(self.path))
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+        self.tokenizer, model = pretrained(self.path)
         if adapter:
-            from peft import PeftModel
+            with _LOADING:
+                from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         model.eval()
         self.model = model
         self._torch = torch
