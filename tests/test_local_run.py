@@ -291,17 +291,24 @@ def test_a_model_that_does_not_load_fails_its_records_with_the_reason_and_is_cle
 
 
 def test_models_loaded_by_two_threads_at_once_both_get_their_weights():
-    # a first evaluation loads its model while the fine-tune loads its own (the first `make run` of a
-    # fresh clone): one load's empty-weights context must not leave the other's weights on "meta"
+    # a first evaluation loads its model while the fine-tune loads its own and adds its LoRA layers (the
+    # first `make run` of a fresh clone): one load's empty-weights context must not put the others' on "meta"
     from lib.providers import local_model
 
     base = local_model.ensure_converted("smollm2-135m-instruct", Path("~/.cache/llm-eval-pipelines").expanduser())
+    _, loaded = local_model.pretrained(base)
     start = threading.Barrier(3)
 
-    def load(_):
+    def build(i):
         start.wait()
+        if i == 0:  # as local_finetune.train adds its adapter
+            with local_model.building():
+                from peft import LoraConfig, get_peft_model
+
+                return get_peft_model(loaded, LoraConfig(r=8, lora_alpha=16, task_type="CAUSAL_LM",
+                                                         target_modules=["q_proj", "v_proj", "up_proj"]))
         return local_model.pretrained(base)[1]
 
     with ThreadPoolExecutor(3) as pool:
-        models = list(pool.map(load, range(3)))
+        models = list(pool.map(build, range(3)))
     assert [sorted({p.device.type for p in m.parameters()}) for m in models] == [["cpu"]] * 3

@@ -52,17 +52,18 @@ def train(base_path: str | Path, pairs: list[tuple[str, str]], out_dir: str | Pa
     prompts as the model is served with ``system_prompt``."""
     import torch
 
-    from lib.providers.local_model import cores_shared, pretrained
+    from lib.providers.local_model import building, cores_shared, pretrained
 
     p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS}}
     torch.manual_seed(p["seed"])
     tokenizer, model = pretrained(base_path)
     if p["method"] == "lora":
-        from peft import LoraConfig, get_peft_model
+        with building():  # its new layers too would land on "meta" beside another thread's load
+            from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(
-            r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+            model = get_peft_model(model, LoraConfig(
+                r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     model.train()
     examples = chat_examples(tokenizer, pairs, p["max_input_length"], system_prompt)
     optimizer = torch.optim.AdamW([w for w in model.parameters() if w.requires_grad], lr=p["learning_rate"])

@@ -24,10 +24,15 @@ _LOADED: dict[str, Any] = {}  # model key -> LocalLM: one instance per model per
 _WORKING = {"now": 0}  # model work in progress in this process (cores_shared)
 _WORKING_LOCK = threading.Lock()
 _CONVERTING = threading.Lock()  # one conversion at a time per process (_gguf_read_once patches a module)
-# One `from_pretrained` at a time per process: while it builds a model, accelerate's empty-weights
+# One model built at a time per process: while `from_pretrained` builds one, accelerate's empty-weights
 # context patches torch's Module for every thread, so a model built beside it in another thread (a
 # first evaluation beside the fine-tune) came out with its weights on the "meta" device, unusable
 _LOADING = threading.RLock()
+
+
+def building() -> threading.RLock:
+    """Hold it while making torch modules (loading a model, adding LoRA layers): see `_LOADING`."""
+    return _LOADING
 
 
 def pretrained(path: str | Path) -> tuple[Any, Any]:
