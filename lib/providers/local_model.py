@@ -27,19 +27,19 @@ _CONVERTING = threading.Lock()  # one conversion at a time per process (_gguf_re
 # One model built at a time per process: while `from_pretrained` builds one, accelerate's empty-weights
 # context patches torch's Module for every thread, so a model built beside it in another thread (a
 # first evaluation beside the fine-tune) came out with its weights on the "meta" device, unusable
-_LOADING = threading.RLock()
+_BUILDING = threading.RLock()
 
 
 def building() -> threading.RLock:
-    """Hold it while making torch modules (loading a model, adding LoRA layers): see `_LOADING`."""
-    return _LOADING
+    """Hold it while making torch modules (loading a model, adding LoRA layers): see `_BUILDING`."""
+    return _BUILDING
 
 
 def pretrained(path: str | Path) -> tuple[Any, Any]:
     """(tokenizer, model) from a saved model folder (float32), one load at a time in this process."""
     import torch
 
-    with _LOADING:  # the import too: transformers' lazy module, first used by two threads, fails one of them
+    with _BUILDING:  # the import too: transformers' lazy module, first used by two threads, fails one of them
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = fix_tokenizer(AutoTokenizer.from_pretrained(str(path)))
@@ -156,7 +156,7 @@ def ensure_converted(model_id: str, cache_dir: str | Path, progress: Callable[[s
         progress(f"converting {src.name} into {target} (once; about 20 s)")
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        with _gguf_read_once(), _LOADING:
+        with _gguf_read_once(), _BUILDING:
             from transformers import AutoModelForCausalLM, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
@@ -182,7 +182,7 @@ class LocalLM:
         self.path = str(path)
         self.tokenizer, model = pretrained(self.path)
         if adapter:
-            with _LOADING:
+            with _BUILDING:
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -265,6 +265,8 @@ class LazyLM:
 
     def get(self, progress: Callable[[str], None] | None = None) -> LocalLM:
         """The model, loaded now if it is not yet (saying so through ``progress``)."""
+        if self._lm is not None:  # every generate and prefill comes here: no lock once loaded
+            return self._lm
         with self._lock:
             if self._lm is None:
                 if self._error is not None:
