@@ -4,6 +4,7 @@ fmeval's scorers, fmeval's report cell without its plotting stack). S3 is moto's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -31,6 +32,29 @@ def files_under(path: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------- local store
+
+
+def _documented_key(identity: str, invoke: dict, prompt: str) -> str:
+    """The key as the module docstring defines it (and earlier releases wrote it): the hash of the setup,
+    then the hash of the setup with the prompt, each sha256 over JSON with sorted keys."""
+    material = {"identity": identity, "content_template": invoke.get("content_template"),
+                "inference_parameters": invoke.get("inference_parameters") or {},
+                "custom_attributes": invoke.get("custom_attributes"), "system_prompt": invoke.get("system_prompt"),
+                "output": invoke.get("output")}
+
+    def digest(value: dict) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+    return f"{digest(material)[:20]}.{digest({**material, 'prompt': prompt})}"
+
+
+@pytest.mark.parametrize("identity", ["openai|http://h/v1|m", "\x00prompt\x00", "ü"])
+def test_keys_made_once_per_setup_are_the_keys_earlier_releases_wrote(identity):
+    invoke = {**INVOKE, "system_prompt": "", "inference_parameters": {"temperature": 0.1, "stop": ["é", '"']}}
+    make = cache_module.key_maker(identity, invoke)
+    for prompt in ["", "q", 'he said "hi"\n\tπ😀 \x00', "\x00prompt\x00", "x" * 5000]:
+        assert make(prompt) == cache_key(identity, invoke, prompt) == _documented_key(identity, invoke, prompt)
+
 
 
 def test_one_file_per_setup_shared_by_threads_and_read_back_by_another_instance(tmp_path):

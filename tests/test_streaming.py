@@ -12,6 +12,7 @@ import time
 import pytest
 
 from lib import storage
+from lib.engine.cache import OutputCache, key_maker
 from lib.engine.invoke import StoredRows, ask_records
 from lib.engine.invokers import Answer
 from lib.engine.score import Tally, mean, score_rows
@@ -276,6 +277,53 @@ def test_one_slow_record_does_not_hold_up_the_others(tmp_path):
     assert model.held_until_released
     assert stats.invocations == 600
     assert [r["id"] for r in storage.read_jsonl(str(tmp_path / "outputs.jsonl"))] == [r["id"] for r in records(600)]
+
+
+def test_answers_reach_the_cache_while_a_slow_record_holds_up_the_file(tmp_path):
+    # the first record is answered only once the other 39 answers are in the cache (the test looks from
+    # another thread, through the same cache): a kill meanwhile would not make a rerun pay for them again
+    cache = OutputCache(str(tmp_path / "cache"))
+    others = [f"Q: question {i}" for i in range(1, 40)]
+    make_key = key_maker("m", INVOKE)
+    model = Gauge(hold="Q: question 0", release_after=10**6)
+
+    seen: list[bool] = []
+
+    def look() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(cache.get(make_key(p)) for p in others):
+            time.sleep(0.02)
+        seen.append(all(cache.get(make_key(p)) for p in others))
+        model.released.set()
+
+    looker = threading.Thread(target=look)
+    looker.start()
+    stats = ask_records(iter(records(40)), total=40, invoke=INVOKE, invoker=model, identity="m",
+                        outputs_uri=str(tmp_path / "outputs.jsonl"), cache=cache, max_concurrency=4)
+    looker.join()
+    assert seen == [True] and model.held_until_released and stats.invocations == 40
+    assert cache.get(make_key("Q: question 0"))["output"] == "answer 0"
+
+
+def test_an_interrupted_ask_leaves_its_answers_in_the_cache_and_a_rerun_asks_none_of_them(tmp_path):
+    uri, root = str(tmp_path / "outputs.jsonl"), str(tmp_path / "cache")
+
+    def source():
+        for r in records(300):
+            if r["id"] == "r00200":
+                raise KeyboardInterrupt
+            yield r
+
+    first = SlowAndUneven()
+    with pytest.raises(KeyboardInterrupt):
+        ask_records(source(), total=300, invoke=INVOKE, invoker=first, identity="m", outputs_uri=uri,
+                    cache=OutputCache(root), max_concurrency=8)
+    storage.remove(uri)  # no file to resume from: only the cache remembers
+    rerun = SlowAndUneven()
+    stats = ask_records(iter(records(300)), total=300, invoke=INVOKE, invoker=rerun, identity="m", outputs_uri=uri,
+                        cache=OutputCache(root), max_concurrency=8)
+    assert 0 < first.calls <= 200 and stats.cached == first.calls and rerun.calls == 300 - first.calls
+    assert [r["output"] for r in storage.read_jsonl(uri)] == [f"answer {i}" for i in range(300)]
 
 
 def test_a_resume_with_failures_scattered_through_it_asks_them_side_by_side(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lib import storage
-from lib.engine.cache import OutputCache, cache_key
+from lib.engine.cache import OutputCache, key_maker
 from lib.engine.invoke import InvocationStats, answered_rows, count_row, kept_row, make_prompt
 
 
@@ -34,13 +34,14 @@ def transform_records(source: Callable[[], Iterable[dict[str, Any]]], total: int
     invoke = model["invoke"]
     stats = InvocationStats(records=total)
     done = answered_rows(outputs_uri)
+    cache_key = key_maker(identity, invoke)
 
     def kept(record: dict[str, Any], prompt: str) -> dict[str, Any] | None:
         """The row of a record answered before (this run's earlier attempt, or the cache), if any."""
         earlier = kept_row(done, record["id"], prompt)
         if earlier is not None:
             return earlier
-        hit = cache.get(cache_key(identity, invoke, prompt)) if cache else None
+        hit = cache.get(cache_key(prompt)) if cache else None
         if hit is None:
             return None
         return _row(record, prompt, output=hit["output"], error=None, cached=True,
@@ -85,7 +86,7 @@ def transform_records(source: Callable[[], Iterable[dict[str, Any]]], total: int
                 if row is None:  # answered when the input was written, gone since (a cache removed meanwhile)
                     row = _row(record, prompt, output=None, error="not asked: its cached answer was removed")
                 if asked and row["error"] is None and cache is not None:
-                    cache.put(cache_key(identity, invoke, prompt),
+                    cache.put(cache_key(prompt),
                               {"output": row["output"], "latency_s": None, "prompt_tokens": row["prompt_tokens"],
                                "generated_tokens": row["generated_tokens"]})
                 if row is done.get(record["id"]):

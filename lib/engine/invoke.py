@@ -11,13 +11,13 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
 from lib import storage
-from lib.engine.cache import OutputCache, cache_key
+from lib.engine.cache import OutputCache, key_maker
 from lib.engine.invokers import Answer, PermanentError, TransientError
 from lib.run import interrupt
 
@@ -216,42 +216,60 @@ def ask_records(
     ahead = max(AHEAD, 64 * max_concurrency)
 
     ready = getattr(invoker, "ready", None)  # a server that loads its model when first asked
+    cache_key = key_maker(identity, invoke)
 
-    def one(record: dict[str, Any], prompt: str) -> dict[str, Any] | None:
+    # New answers for the cache, appended by the threads that ask and put by this one: the cache is then
+    # used by one thread only (eight threads taking its lock tripled its cost per record).
+    answered: deque[tuple[str, dict[str, Any]]] = deque()
+
+    def to_cache() -> None:
+        while answered:
+            cache.put(*answered.popleft())  # type: ignore[union-attr]
+
+    def new_row(record: dict[str, Any], prompt: str) -> dict[str, Any]:
+        return {"id": record["id"], "model_input": record["model_input"], "prompt": prompt,
+                "target_output": record.get("target_output")}
+
+    def one(record: dict[str, Any], prompt: str, key: str) -> dict[str, Any] | None:
         if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
             return None
-        key = cache_key(identity, invoke, prompt)
-        hit = cache.get(key) if cache else None
-        row: dict[str, Any] = {
-            "id": record["id"], "model_input": record["model_input"], "prompt": prompt,
-            "target_output": record.get("target_output"),
-        }
-        if hit is None and spend is not None and spend.exhausted():
+        row = new_row(record, prompt)
+        if spend is not None and spend.exhausted():
             row.update(UNASKED, error=f"not asked: {spend.why()}")
-        elif hit is not None:
-            row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
-                       prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
-                       cached=True)
-        else:
-            if ready is not None:
-                try:
-                    ready(progress)  # once loaded, at once: the load is not this call's latency
-                except Exception as exc:
-                    row.update(UNASKED, error=f"the model did not load: {type(exc).__name__}: {exc}")
-                    return row
-            started = time.perf_counter()
-            answer, error, attempts = call_with_retries(invoker, prompt, policy)
-            latency = round(time.perf_counter() - started, 4)
-            row.update(output=answer.text if answer else None, error=error, latency_s=latency,
-                       attempts=attempts, prompt_tokens=answer.prompt_tokens if answer else None,
-                       generated_tokens=answer.generated_tokens if answer else None, cached=False)
-            if spend is not None:
-                spend.charge(latency, row["prompt_tokens"], row["generated_tokens"], max_concurrency)
-            if answer is not None and cache is not None:
-                cache.put(key, {"output": answer.text, "latency_s": latency,
-                                "prompt_tokens": answer.prompt_tokens,
-                                "generated_tokens": answer.generated_tokens})
+            return row
+        if ready is not None:
+            try:
+                ready(progress)  # once loaded, at once: the load is not this call's latency
+            except Exception as exc:
+                row.update(UNASKED, error=f"the model did not load: {type(exc).__name__}: {exc}")
+                return row
+        started = time.perf_counter()
+        answer, error, attempts = call_with_retries(invoker, prompt, policy)
+        latency = round(time.perf_counter() - started, 4)
+        row.update(output=answer.text if answer else None, error=error, latency_s=latency,
+                   attempts=attempts, prompt_tokens=answer.prompt_tokens if answer else None,
+                   generated_tokens=answer.generated_tokens if answer else None, cached=False)
+        if spend is not None:
+            spend.charge(latency, row["prompt_tokens"], row["generated_tokens"], max_concurrency)
+        if answer is not None and cache is not None:
+            answered.append((key, {"output": answer.text, "latency_s": latency,
+                                   "prompt_tokens": answer.prompt_tokens,
+                                   "generated_tokens": answer.generated_tokens}))
         return row
+
+    def from_cache(record: dict[str, Any], prompt: str) -> tuple[str, Future | None]:
+        """The record's cache key, and its row already answered when the cache holds its answer."""
+        key = cache_key(prompt)
+        hit = cache.get(key) if cache is not None else None
+        if hit is None:
+            return key, None
+        row = new_row(record, prompt)
+        row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
+                   prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
+                   cached=True)
+        answered_row: Future = Future()
+        answered_row.set_result(row)
+        return key, answered_row
 
     def settle(row: dict[str, Any], new: bool) -> None:
         nonlocal finished, failures
@@ -282,8 +300,12 @@ def ask_records(
                 """Write the rows at the head of the window that are answered; wait for the head only while
                 more than ``wait_above`` rows are waiting."""
                 nonlocal written
+                to_cache()
                 while window and (window[0][0].done() or len(window) > wait_above):
                     future, earlier = window[0]
+                    while not future.done():  # a slow answer at the head: the others reach the cache meanwhile
+                        wait((future,), timeout=0.25)
+                        to_cache()
                     row = future.result()  # looked at first, taken off once written: Ctrl-C loses no answer
                     if row is not None and not earlier:
                         out.append(row)
@@ -306,20 +328,28 @@ def ask_records(
                     elif interrupt.requested():
                         break
                     else:
-                        window.append((pool.submit(one, record, prompt), False))
+                        key, hit = from_cache(record, prompt)
+                        window.append((hit or pool.submit(one, record, prompt, key), False))
                     write_ready(ahead)
                 else:
                     complete = True
                 write_ready(0)
+                to_cache()
             except BaseException:  # Ctrl-C, a refused write: keep every answer already in hand (a rerun resumes)
                 for future, _ in window:
                     future.cancel()
-                for future, earlier in window:
-                    if future is written or earlier or future.cancelled() or future.exception():
-                        continue
-                    row = future.result()
-                    if row is not None:
-                        out.append(row)
+                try:
+                    for future, earlier in window:
+                        if future is written or earlier or future.cancelled() or future.exception():
+                            continue
+                        row = future.result()
+                        if row is not None:
+                            out.append(row)
+                finally:  # the answers in hand into the cache too, once those still being asked are in
+                    try:
+                        to_cache()
+                    except Exception:  # a refused write: what is raised already says what went wrong
+                        pass
                 raise
     finally:
         if resuming:  # also when stopped: the wind-down's report reads the file in record order
