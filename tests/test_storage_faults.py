@@ -249,9 +249,9 @@ def run_files(base: Path) -> tuple[dict, dict]:
 def test_register_on_a_full_disk_leaves_the_registry_unchanged(disk):
     index = RunLayout(str(disk / "p" / "exec-1")).local_registry_index("g")
     before = old_versions(Path(index), 100, pad=200)  # ~27 KB: rewriting it needs 7 free pages
-    # room for the run's files (registry.json, summary.json: a page each; report.html: ~10 KB) and a
+    # room for the run files written before registering (registry.json, summary.json: a page each) and a
     # temp copy of the largest, not for the new index
-    fill(disk, 9 * PAGE)
+    fill(disk, 8 * PAGE)
     record = register_step(disk)
     assert record["status"] == "failed" and "version" not in record
     assert record["error"] == f"StorageError: cannot write {index}: No space left on device"

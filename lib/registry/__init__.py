@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lib.run.layout import RunLayout
-from lib.run.records import SKIPPED, Registration, RunSummary
+from lib.run.records import PENDING, SKIPPED, Registration, RunSummary
 
 
 def registration_for(summary: RunSummary, registry: dict[str, Any], approval_status: str | None,
@@ -32,7 +32,7 @@ def registration_for(summary: RunSummary, registry: dict[str, Any], approval_sta
     candidate = summary.models[best]
     registry = {**registry, **(candidate.register or {})}  # a model's own register_config wins
     record = Registration(
-        status="pending",
+        status=PENDING,
         model_package_group_name=registry["model_package_group_name"],
         model_package_group_description=registry.get("model_package_group_description", ""),
         model=best, model_id=candidate.model_id, provider=candidate.provider, metrics=candidate.scores,

@@ -14,6 +14,7 @@ from typing import Any
 SUCCEEDED, PARTIAL, FAILED, SKIPPED = "succeeded", "partial", "failed", "skipped"
 INTERRUPTED = "interrupted"
 COMPLETED = "completed"  # a run that ran every step (whatever each model did)
+PENDING = "pending"  # a registration about to be made
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lib import reports, storage
 from lib.run.layout import RunLayout
-from lib.run.records import RunSummary
+from lib.run.records import PENDING, RunSummary
 
 
 class RunFilesSink:
@@ -13,6 +13,8 @@ class RunFilesSink:
 
     def publish(self, summary: RunSummary, layout: RunLayout) -> None:
         self.publish_summary(summary, layout)
+        if summary.registry is not None and summary.registry.status == PENDING:
+            return  # register writes the page once it knows how registering went (it reads every record)
         storage.write_text(layout.report, reports.run_report_html(summary, layout),
                            "text/html; charset=utf-8")
 
