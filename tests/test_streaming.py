@@ -116,6 +116,31 @@ def test_an_algorithm_page_from_streamed_files_shows_the_ten_lowest(tmp_path):
     assert sum(f"Q{i}<" in page for i in range(40)) == 10
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_ten_lowest_kept_while_scoring_are_the_ten_the_files_give(tmp_path, seed):
+    # failed records (some before any score name is known), ties, negative scores and unscored records:
+    # the page made from what scoring kept is the page made by reading both files again
+    rng = random.Random(seed)
+    rows = [{"id": f"r{i}", "model_input": f"q{i}", "prompt": f"Q{i}", "target_output": f"t{i}", "error": None,
+             "output": rng.choice(["-1", "0", "0.5", "1", "none", "x"]) if i > 2 or seed % 2 else None}
+            for i in range(60)]
+    for r in rows:
+        if r["output"] == "x":
+            r.update(output=None, error="HTTP 500")
+
+    def scorer(model_input, target, output):
+        return {} if output == "none" else {"score": float(output), "other": 1.0}
+
+    for counts_as_zero in (True, False):
+        out = tmp_path / f"scores-{counts_as_zero}.jsonl"
+        result = score_rows(ALGORITHM, rows, scorer, failed_counts_as_zero=counts_as_zero, out=str(out))
+        assert len(result["lowest"]) == 10
+        kept = algorithm_html("m", "d", ALGORITHM, result, "$model_input")
+        read = algorithm_html("m", "d", ALGORITHM, {**result, "lowest": None}, "$model_input", rows,
+                              storage.iter_jsonl(str(out)))
+        assert kept == read
+
+
 # ---------------------------------------------------------------- asking, in order, from a stream
 
 

@@ -8,6 +8,7 @@ None leaves the record out of that score's mean (e.g. a judge that could not rat
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 from collections.abc import Callable, Iterable, Iterator
@@ -85,6 +86,30 @@ def _add_exact(partials: list[float], x: float) -> None:
     partials[i:] = [x]
 
 
+LOWEST_SHOWN = 10  # records an algorithm's page shows: those with the lowest value of its first score
+
+
+class Lowest:
+    """The ``n`` entries with the lowest value, ties in the order they came (as ``heapq.nsmallest`` over
+    the whole list), holding ``n`` at a time."""
+
+    def __init__(self, n: int = LOWEST_SHOWN) -> None:
+        self.n = n
+        self._heap: list[tuple[float, int, dict[str, Any]]] = []  # (-value, -order, item): the worst on top
+        self._seen = 0
+
+    def add(self, value: float, item: dict[str, Any]) -> None:
+        self._seen += 1
+        entry = (-value, -self._seen, item)  # orders differ, so items are never compared
+        if len(self._heap) < self.n:
+            heapq.heappush(self._heap, entry)
+        elif entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
+
+    def items(self) -> list[dict[str, Any]]:
+        return [item for *_, item in sorted(self._heap, key=lambda e: e[:2], reverse=True)]
+
+
 def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer: RecordScorer | RowScorer,
                notes: list[str] | None = None, failed_counts_as_zero: bool = True, by_row: bool = False,
                details: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
@@ -99,13 +124,24 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
     ``out``: the per-record entries are written to that JSON Lines file as they are scored, and not kept
     (``per_record`` stays empty), so any number of rows is scored in constant memory. The result also
     counts ``records``, ``failed_records`` and ``raised`` (records whose scoring raised; the first one's
-    error in ``first_error``).
+    error in ``first_error``), and ``lowest``: the `LOWEST_SHOWN` records lowest on the first score, each
+    with its prompt, target and answer, for the algorithm's page (which then reads neither file again).
     """
     result = empty_result(algorithm, notes=notes)
     failed_value = 0.0 if failed_counts_as_zero else None
     tally = Tally(failed_value)
     counts = {"records": 0, "raised": 0}
     first_error: list[str] = []
+
+    lowest = Lowest()
+    failed_first: list[dict[str, Any]] = []  # failed before the first score name was known (at most shown)
+
+    def shown(row: dict[str, Any], value: float) -> None:
+        if math.isnan(value):
+            return
+        lowest.add(value, {"id": row["id"], "prompt": row.get("prompt", row["id"]),
+                           "target": row.get("target_output", ""), "output": row.get("output", ""),
+                           "score": value})
 
     def entries() -> Iterator[dict[str, Any]]:
         for row in rows:
@@ -117,6 +153,16 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
                     counts["raised"] += 1
                     first_error[:1] = first_error[:1] or [entry["error"]]
                 entry.update(dict.fromkeys(tally.names, failed_value))  # the names known so far
+                if failed_value is not None:
+                    if tally.names:
+                        shown(row, failed_value)
+                    elif len(failed_first) < LOWEST_SHOWN:
+                        failed_first.append(row)
+            elif tally.names and entry.get(tally.names[0]) is not None:
+                for earlier in failed_first:  # they come first: they were first in the file
+                    shown(earlier, failed_value)  # type: ignore[arg-type]
+                failed_first.clear()
+                shown(row, entry[tally.names[0]])
             yield entry
 
     if out is None:
@@ -136,6 +182,7 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
     result["failed_records"] = tally.failed
     result["raised"] = counts["raised"]
     result["first_error"] = first_error[0] if first_error else None
+    result["lowest"] = lowest.items()
     return result
 
 

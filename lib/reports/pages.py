@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from lib.engine import deferred_imports, fmeval_offline
+from lib.engine.score import LOWEST_SHOWN
 
 _PAGE = jinja2.Environment(autoescape=True)
 
@@ -137,18 +138,22 @@ def _fmeval_cell(algorithm: dict[str, Any], dataset_name: str, scores: dict[str,
 def algorithm_html(model: str, dataset_name: str, algorithm: dict[str, Any], result: dict[str, Any],
                    prompt_template: str, rows: Iterable[dict[str, Any]] | None = None,
                    per_record: Iterable[dict[str, Any]] | None = None) -> str:
-    """One algorithm's page: fmeval's cell and the ten lowest-scored records. ``rows`` (the answers) and
-    ``per_record`` (the scores, ``result["per_record"]`` when not given) are each read once, in constant
+    """One algorithm's page: fmeval's cell and the ten lowest-scored records: ``result["lowest"]`` when
+    the scoring kept them (`lib.engine.score.score_rows`), else found in ``rows`` (the answers) and
+    ``per_record`` (the scores, ``result["per_record"]`` when not given), each read once, in constant
     memory, so they may be files streamed (`lib.storage.iter_jsonl`)."""
     key = next(iter(result["scores"]), "")
-    scored = result["per_record"] if per_record is None else per_record
-    # nsmallest is sorted(...)[:10], ties in record order, holding ten at a time
-    ranked = heapq.nsmallest(10, (r for r in scored if r.get(key) is not None), key=lambda r: r[key])
-    wanted = {r["id"] for r in ranked}
-    by_id = {r["id"]: r for r in rows or [] if r["id"] in wanted}
-    worst = [{"prompt": by_id.get(r["id"], {}).get("prompt", r["id"]),
-              "target": by_id.get(r["id"], {}).get("target_output", ""),
-              "output": by_id.get(r["id"], {}).get("output", ""), "score": round(r[key], 3)} for r in ranked]
+    if result.get("lowest") is not None:
+        worst = [{**r, "score": round(r["score"], 3)} for r in result["lowest"]]
+    else:
+        scored = result["per_record"] if per_record is None else per_record
+        # nsmallest is sorted(...)[:10], ties in record order, holding ten at a time
+        ranked = heapq.nsmallest(LOWEST_SHOWN, (r for r in scored if r.get(key) is not None), key=lambda r: r[key])
+        wanted = {r["id"] for r in ranked}
+        by_id = {r["id"]: r for r in rows or [] if r["id"] in wanted}
+        worst = [{"prompt": by_id.get(r["id"], {}).get("prompt", r["id"]),
+                  "target": by_id.get(r["id"], {}).get("target_output", ""),
+                  "output": by_id.get(r["id"], {}).get("output", ""), "score": round(r[key], 3)} for r in ranked]
     return _ALGORITHM_TEMPLATE.render(
         model=model, algorithm=algorithm["name"], notes=result.get("notes", []), key=key, worst=worst,
         cell=_fmeval_cell(algorithm, dataset_name, result["scores"], prompt_template))
