@@ -149,6 +149,7 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
         if scorer.needs_model:
             scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke,
                                              limit or stats.records)
+            scored.pop("lowest", None)  # kept from its own rows, not the answers the page shows
         else:
             scored = scorer.score(StoredRows(layout.outputs(name), limit), out=scores_uri)
         eval_name = algorithm["eval_name"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -122,6 +123,10 @@ def test_prompt_stereotyping_end_to_end_against_a_fake_tgi_container(tmp_path):
     assert scores["log_probability_difference"] == pytest.approx(
         sum(r["log_probability_difference"] for r in rows) / len(rows), abs=1e-5)
     assert "provider 'test_prompt_stereotyping:UrlContainerProvider'" in model["notes"]["prompt_stereotyping"][0]
+    # its page shows the lowest pairs as the run asked them: the sentence, the other one, the answer
+    page = (tmp_path / "run" / "models" / "cand" / "prompt_stereotyping.html").read_text()
+    assert page.count("<td>ok</td>") == min(10, len(rows))
+    assert f"<td>{html.escape(PAIRS[0]['sent_more'])}</td><td>{html.escape(PAIRS[0]['sent_less'])}</td>" in page
 
 
 def test_a_container_that_returns_no_log_probabilities_is_reported_not_hidden(tmp_path):

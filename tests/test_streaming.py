@@ -14,7 +14,7 @@ import pytest
 from lib import storage
 from lib.engine.cache import OutputCache, key_maker
 from lib.engine.invoke import StoredRows, ask_records
-from lib.engine.invokers import Answer
+from lib.engine.invokers import Answer, PermanentError
 from lib.engine.score import Tally, mean, score_rows
 from lib.reports.pages import algorithm_html
 
@@ -116,29 +116,45 @@ def test_an_algorithm_page_from_streamed_files_shows_the_ten_lowest(tmp_path):
     assert sum(f"Q{i}<" in page for i in range(40)) == 10
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_the_ten_lowest_kept_while_scoring_are_the_ten_the_files_give(tmp_path, seed):
-    # failed records (some before any score name is known), ties, negative scores and unscored records:
-    # the page made from what scoring kept is the page made by reading both files again
+    # failed records (some before any score name is known, some of them followed first by a record whose
+    # first score is None), ties, negative scores, records without that score: the page made from what
+    # scoring kept is the page made by reading both files again
     rng = random.Random(seed)
+    outputs = ["-1", "0", "0.5", "1", "none", "nan-first", "x"]
     rows = [{"id": f"r{i}", "model_input": f"q{i}", "prompt": f"Q{i}", "target_output": f"t{i}", "error": None,
-             "output": rng.choice(["-1", "0", "0.5", "1", "none", "x"]) if i > 2 or seed % 2 else None}
+             "output": rng.choice(outputs) if i > 3 else ["x", "nan-first", "x", "0"][i] if seed % 2 else None}
             for i in range(60)]
     for r in rows:
         if r["output"] == "x":
             r.update(output=None, error="HTTP 500")
 
     def scorer(model_input, target, output):
-        return {} if output == "none" else {"score": float(output), "other": 1.0}
+        if output == "none":
+            return {}
+        return {"score": None if output == "nan-first" else float(output), "other": 1.0}
 
     for counts_as_zero in (True, False):
         out = tmp_path / f"scores-{counts_as_zero}.jsonl"
         result = score_rows(ALGORITHM, rows, scorer, failed_counts_as_zero=counts_as_zero, out=str(out))
-        assert len(result["lowest"]) == 10
+        assert result["lowest"]["score"] == "score" and len(result["lowest"]["records"]) == 10
         kept = algorithm_html("m", "d", ALGORITHM, result, "$model_input")
         read = algorithm_html("m", "d", ALGORITHM, {**result, "lowest": None}, "$model_input", rows,
                               storage.iter_jsonl(str(out)))
         assert kept == read
+
+
+def test_what_scoring_kept_for_another_score_is_not_shown(tmp_path):
+    # a scorer that reorders its scores after the loop: the page's score is not the one kept for, so the
+    # page reads the files
+    rows = [{"id": f"r{i}", "model_input": "q", "prompt": f"Q{i}", "target_output": "t", "error": None,
+             "output": str(i)} for i in range(30)]
+    out = tmp_path / "scores.jsonl"
+    result = score_rows(ALGORITHM, rows, lambda q, t, o: {"up": float(o), "down": -float(o)}, out=str(out))
+    result["scores"] = {"down": result["scores"]["down"], "up": result["scores"]["up"]}
+    page = algorithm_html("m", "d", ALGORITHM, result, "$model_input", rows, storage.iter_jsonl(str(out)))
+    assert all(f"Q{i}<" in page for i in range(20, 30)) and "Q0<" not in page
 
 
 # ---------------------------------------------------------------- asking, in order, from a stream
@@ -328,6 +344,38 @@ def test_answers_reach_the_cache_while_a_slow_record_holds_up_the_file(tmp_path)
     looker.join()
     assert seen == [True] and model.held_until_released and stats.invocations == 40
     assert cache.get(make_key("Q: question 0"))["output"] == "answer 0"
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_prompt_repeated_in_one_run_is_paid_for_once(tmp_path, concurrency):
+    # 100 records, 20 distinct questions: the repeats wait for the first answer (or take it from the cache)
+    source = [{"id": f"r{i:03d}", "model_input": f"question {i % 20}", "target_output": None} for i in range(100)]
+    model = SlowAndUneven()
+    uri = str(tmp_path / "outputs.jsonl")
+    stats = ask_records(iter(source), total=100, invoke=INVOKE, invoker=model, identity="m", outputs_uri=uri,
+                        cache=OutputCache(str(tmp_path / "cache")), max_concurrency=concurrency)
+    assert model.calls == stats.invocations == 20 and stats.cached == 80
+    assert [r["output"] for r in storage.read_jsonl(uri)] == [f"answer {i % 20}" for i in range(100)]
+
+
+def test_a_repeat_of_a_prompt_that_failed_asks_for_itself(tmp_path):
+    class FailsFirst(SlowAndUneven):
+        def __call__(self, prompt: str) -> Answer:
+            with self.lock:
+                first = self.calls == 0
+            answer = super().__call__(prompt)
+            if first:
+                raise PermanentError("HTTP 400: not this time")
+            return answer
+
+    source = [{"id": f"r{i}", "model_input": "the same question", "target_output": None} for i in range(5)]
+    model = FailsFirst()
+    uri = str(tmp_path / "outputs.jsonl")
+    stats = ask_records(iter(source), total=5, invoke=INVOKE, invoker=model, identity="m", outputs_uri=uri,
+                        cache=OutputCache(str(tmp_path / "cache")), max_concurrency=1)
+    rows = storage.read_jsonl(uri)
+    assert rows[0]["error"] == "HTTP 400: not this time" and [r["error"] for r in rows[1:]] == [None] * 4
+    assert model.calls == 2 and stats.errors == 1 and stats.cached == 3
 
 
 def test_an_interrupted_ask_leaves_its_answers_in_the_cache_and_a_rerun_asks_none_of_them(tmp_path):

@@ -221,18 +221,30 @@ def ask_records(
     # New answers for the cache, appended by the threads that ask and put by this one: the cache is then
     # used by one thread only (eight threads taking its lock tripled its cost per record).
     answered: deque[tuple[str, dict[str, Any]]] = deque()
+    # prompts sent in this run whose answers are not in the cache yet (the row of the last record sending
+    # each): a record asking the same waits for that answer rather than paying for it again
+    asking: dict[str, Future] = {}
 
     def to_cache() -> None:
         while answered:
-            cache.put(*answered.popleft())  # type: ignore[union-attr]
+            key, value = answered.popleft()
+            cache.put(key, value)  # type: ignore[union-attr]
+            asking.pop(key, None)  # a repeat finds it in the cache from now on
 
     def new_row(record: dict[str, Any], prompt: str) -> dict[str, Any]:
         return {"id": record["id"], "model_input": record["model_input"], "prompt": prompt,
                 "target_output": record.get("target_output")}
 
-    def one(record: dict[str, Any], prompt: str, key: str) -> dict[str, Any] | None:
+    def one(record: dict[str, Any], prompt: str, key: str, before: Future | None = None) -> dict[str, Any] | None:
         if interrupt.requested():  # the run is stopping: ask nothing new (a rerun resumes here)
             return None
+        if before is not None:  # the same prompt went out before this one (the queue is in order: it is
+            try:                # being asked, or answered), so this waits one call at most
+                earlier = before.result()
+            except Exception:  # cancelled, or it raised: this one asks for itself
+                earlier = None
+            if earlier is not None and earlier["error"] is None:
+                return hit_row(record, prompt, earlier)
         row = new_row(record, prompt)
         if spend is not None and spend.exhausted():
             row.update(UNASKED, error=f"not asked: {spend.why()}")
@@ -257,19 +269,29 @@ def ask_records(
                                    "generated_tokens": answer.generated_tokens}))
         return row
 
-    def from_cache(record: dict[str, Any], prompt: str) -> tuple[str, Future | None]:
-        """The record's cache key, and its row already answered when the cache holds its answer."""
-        key = cache_key(prompt)
-        hit = cache.get(key) if cache is not None else None
-        if hit is None:
-            return key, None
+    def hit_row(record: dict[str, Any], prompt: str, hit: dict[str, Any]) -> dict[str, Any]:
+        """The record's row from an answer given before (the cache's, or this run's to the same prompt)."""
         row = new_row(record, prompt)
         row.update(output=hit["output"], error=None, latency_s=hit.get("latency_s"), attempts=0,
                    prompt_tokens=hit.get("prompt_tokens"), generated_tokens=hit.get("generated_tokens"),
                    cached=True)
-        answered_row: Future = Future()
-        answered_row.set_result(row)
-        return key, answered_row
+        return row
+
+    def submit(record: dict[str, Any], prompt: str) -> Future:
+        """The record's row to come: at once from the cache, else asked (or, for a prompt already sent in
+        this run, taken from that answer)."""
+        key = cache_key(prompt)
+        if cache is None:
+            return pool.submit(one, record, prompt, key)
+        hit = cache.get(key)
+        if hit is not None:
+            answered_row: Future = Future()
+            answered_row.set_result(hit_row(record, prompt, hit))
+            return answered_row
+        # after the last record that sent it: that one waited for the one before it, so a failed answer is
+        # asked again once, and its repeats take the new answer
+        future = asking[key] = pool.submit(one, record, prompt, key, asking.get(key))
+        return future
 
     def settle(row: dict[str, Any], new: bool) -> None:
         nonlocal finished, failures
@@ -313,6 +335,10 @@ def ask_records(
                     window.popleft()
                     if row is not None:
                         settle(row, new=not earlier)
+                        if asking and row["error"] is not None:  # not cached: no longer held for repeats
+                            key = cache_key(row["prompt"])
+                            if asking.get(key) is future:
+                                del asking[key]
 
             try:
                 for record in records:
@@ -328,8 +354,7 @@ def ask_records(
                     elif interrupt.requested():
                         break
                     else:
-                        key, hit = from_cache(record, prompt)
-                        window.append((hit or pool.submit(one, record, prompt, key), False))
+                        window.append((submit(record, prompt), False))
                     write_ready(ahead)
                 else:
                     complete = True

@@ -124,8 +124,9 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
     ``out``: the per-record entries are written to that JSON Lines file as they are scored, and not kept
     (``per_record`` stays empty), so any number of rows is scored in constant memory. The result also
     counts ``records``, ``failed_records`` and ``raised`` (records whose scoring raised; the first one's
-    error in ``first_error``), and ``lowest``: the `LOWEST_SHOWN` records lowest on the first score, each
-    with its prompt, target and answer, for the algorithm's page (which then reads neither file again).
+    error in ``first_error``), and ``lowest``: the `LOWEST_SHOWN` records lowest on the first score (its
+    name, and the records with their prompt, target and answer as ``rows`` have them), for the algorithm's
+    page, which then reads neither file again; NaN scores are left out of it.
     """
     result = empty_result(algorithm, notes=notes)
     failed_value = 0.0 if failed_counts_as_zero else None
@@ -147,6 +148,10 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
         for row in rows:
             counts["records"] += 1
             entry = _entry(row, scorer, by_row, details, tally)
+            if failed_first and tally.names:  # the first score's name is known: those failed before it go first
+                for earlier in failed_first:
+                    shown(earlier, failed_value)  # type: ignore[arg-type]
+                failed_first.clear()
             if entry.get("failed"):
                 tally.fail()
                 if "error" in entry:
@@ -159,9 +164,6 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
                     elif len(failed_first) < LOWEST_SHOWN:
                         failed_first.append(row)
             elif tally.names and entry.get(tally.names[0]) is not None:
-                for earlier in failed_first:  # they come first: they were first in the file
-                    shown(earlier, failed_value)  # type: ignore[arg-type]
-                failed_first.clear()
                 shown(row, entry[tally.names[0]])
             yield entry
 
@@ -182,7 +184,7 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
     result["failed_records"] = tally.failed
     result["raised"] = counts["raised"]
     result["first_error"] = first_error[0] if first_error else None
-    result["lowest"] = lowest.items()
+    result["lowest"] = {"score": tally.names[0] if tally.names else None, "records": lowest.items()}
     return result
 
 

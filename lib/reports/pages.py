@@ -139,12 +139,13 @@ def algorithm_html(model: str, dataset_name: str, algorithm: dict[str, Any], res
                    prompt_template: str, rows: Iterable[dict[str, Any]] | None = None,
                    per_record: Iterable[dict[str, Any]] | None = None) -> str:
     """One algorithm's page: fmeval's cell and the ten lowest-scored records: ``result["lowest"]`` when
-    the scoring kept them (`lib.engine.score.score_rows`), else found in ``rows`` (the answers) and
-    ``per_record`` (the scores, ``result["per_record"]`` when not given), each read once, in constant
-    memory, so they may be files streamed (`lib.storage.iter_jsonl`)."""
+    the scoring kept them for the page's score (`lib.engine.score.score_rows`), else found in ``rows``
+    (the answers) and ``per_record`` (the scores, ``result["per_record"]`` when not given), each read
+    once, in constant memory, so they may be files streamed (`lib.storage.iter_jsonl`)."""
     key = next(iter(result["scores"]), "")
-    if result.get("lowest") is not None:
-        worst = [{**r, "score": round(r["score"], 3)} for r in result["lowest"]]
+    kept = result.get("lowest")
+    if kept and kept["score"] == key:
+        worst = [{**r, "score": round(r["score"], 3)} for r in kept["records"]]
     else:
         scored = result["per_record"] if per_record is None else per_record
         # nsmallest is sorted(...)[:10], ties in record order, holding ten at a time
