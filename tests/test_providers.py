@@ -180,3 +180,24 @@ def test_an_invoker_sent_to_another_process_leaves_its_model_loader_behind():
                           ready=lambda progress=None, lock=lock: lock)
     copy = pickle.loads(pickle.dumps(invoker))
     assert copy.ready is None and copy.url == invoker.url and invoker.ready is not None
+
+
+def test_a_local_model_that_failed_to_load_is_tried_again_by_the_next_deploy(tmp_path):
+    # a notebook: a run whose model did not load, then another run once the file is there; the servers of
+    # the first run keep their failed handle (each record fails at once, saying why)
+    from lib.providers import local_model
+
+    missing = str(tmp_path / "model.gguf")
+    said: list[str] = []
+    first = local_model.lazy(missing, tmp_path / "cache", progress=said.append)
+    with pytest.raises(local_model.LocalModelError, match="does not exist"):
+        first.get()
+    with pytest.raises(local_model.LocalModelError, match="does not exist"):
+        first.get()  # the same handle: the remembered failure, at once
+    assert said == [f"loading {missing}"] and first.failed
+    second = local_model.lazy(missing, tmp_path / "cache", progress=said.append)
+    assert second is not first and not second.failed
+    with pytest.raises(local_model.LocalModelError):
+        second.get()
+    assert said == [f"loading {missing}"] * 2  # it tried again
+    assert local_model.lazy(missing, tmp_path / "cache") is not second

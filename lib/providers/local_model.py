@@ -249,7 +249,9 @@ class LazyLM:
 
     A deploy serves one at once; a rerun whose every answer is cached then never loads torch and the
     weights (8 s). An evaluation calls ``get`` before it times its first call (`HttpInvoker.ready`), so
-    the load is not counted as latency. A load that failed fails the same way again, at once."""
+    the load is not counted as latency. A load that failed fails the same way again, at once, for the
+    servers already given this handle (each of their records says why); the next deploy gets a new one
+    (`lazy`), which tries again: in a notebook, a second run after the cause is fixed loads the model."""
 
     def __init__(self, model_id: str, cache_dir: str | Path, adapter: str | None,
                  progress: Callable[[str], None]) -> None:
@@ -262,6 +264,10 @@ class LazyLM:
     @property
     def loaded(self) -> bool:
         return self._lm is not None
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
 
     def get(self, progress: Callable[[str], None] | None = None) -> LocalLM:
         """The model, loaded now if it is not yet (saying so through ``progress``)."""
@@ -290,10 +296,11 @@ _LAZY: dict[str, LazyLM] = {}
 
 def lazy(model_id: str, cache_dir: str | Path, adapter: str | None = None,
          progress: Callable[[str], None] = print) -> LazyLM:
-    """The process-wide handle of a local model, not loaded yet: models that share it share its batcher."""
+    """The process-wide handle of a local model, not loaded yet: models that share it share its batcher.
+    A handle whose load failed is replaced, so this deploy tries again."""
     key = f"{model_id}|{adapter or ''}|{cache_dir}"
     with _LOCK:
-        if key not in _LAZY:
+        if key not in _LAZY or _LAZY[key].failed:
             _LAZY[key] = LazyLM(model_id, cache_dir, adapter, progress)
         return _LAZY[key]
 
