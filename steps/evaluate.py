@@ -51,7 +51,8 @@ def _ask_shard(step: str, model: dict[str, Any], deployment: dict[str, Any], dat
     start, end = shard_range(record_count(dataset), shard["index"], shard["count"])
     spend = Spend(model.get("price"), budget_share_usd) if budget_share_usd else None
     stats = _ask(step, model, deployment, lambda: itertools.islice(storage.iter_jsonl(dataset["uri"]), start, end),
-                 end - start, layout.shard_outputs(model["name"], shard["index"]), cache_root, spend, execution_id)
+                 end - start, layout.shard_outputs(model["name"], shard["index"]), cache_root, spend, execution_id,
+                 model_records=record_count(dataset))
     return {"model": model["name"], "shard": shard, "records": [start, end],
             "invocations": stats.invocations, "attempts": stats.attempts, "resumed": stats.resumed,
             "wall_s": round(stats.wall_s, 3)}
@@ -66,9 +67,11 @@ def record_count(dataset: dict[str, Any]) -> int:
 
 def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any],
          records: Callable[[], Iterable[dict[str, Any]]], total: int, outputs_uri: str, cache_root: str | None,
-         spend: Spend | None, execution_id: str | None = None) -> InvocationStats:
+         spend: Spend | None, execution_id: str | None = None, model_records: int | None = None) -> InvocationStats:
     """Ask the model every record (``total`` of them; ``records()`` reads them one at a time, as often
-    as the way of asking needs) into ``outputs_uri``."""
+    as the way of asking needs) into ``outputs_uri``. Once more of them failed than the model's error
+    budget allows over all its records (``model_records``, when these are a shard), the rest are not
+    asked: the model has failed whatever they answer, and a rerun asks them."""
     say = progress.reporter(step)
     provider = get_provider(model["provider"])
     invoke = model["invoke"]
@@ -96,10 +99,23 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any],
         policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
         progress=say,
         spend=spend,
+        give_up=error_budget(model_records or total, invoke.get("max_error_rate", DEFAULT_MAX_ERROR_RATE)),
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")
     return stats
+
+
+def error_budget(records: int, max_error_rate: float) -> Callable[[int], str | None]:
+    """``failed -> why asking more is pointless``: once the model has failed by `model_status`'s rule,
+    whatever the records still to ask answer (None before)."""
+    def spent(failed: int) -> str | None:
+        if model_status(records, failed, max_error_rate) != FAILED or failed >= records:
+            return None
+        return (f"{failed} of {records} records failed, more than its error budget allows (max_error_rate "
+                f"{max_error_rate:g}); a rerun asks the rest")
+
+    return spent
 
 
 # what a model's result keeps of its deployment: the container it ran in, which register puts in the package

@@ -89,6 +89,31 @@ def test_the_error_budget_is_configurable_and_a_clean_run_exits_0(tmp_path):
     assert "problem:" not in proc.stderr and "exit code" not in proc.stderr
 
 
+def test_a_model_past_its_error_budget_is_not_asked_the_rest_and_a_rerun_asks_them(tmp_path):
+    # 60 records against a server that fails everything: the model has failed once 7 have (10% of 60 is
+    # 6), so the others are not sent; a rerun, once the server is back, asks every record again
+    asked = []
+
+    def down(n, headers, body):
+        asked.append(n)
+        return 500, {"error": "model crashed"}
+
+    with chat_server(down) as url:
+        proc = run(write_config(tmp_path, {"down": url}, n=60), tmp_path / "run")
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
+    assert model["status"] == "failed" and model["errors"] == 60 and "HTTP 500" in model["first_error"]
+    assert 7 <= len(asked) == model["invocations"] <= 20  # the 7, and those already under way (2 at a time)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "models" / "down" / "outputs.jsonl").open()]
+    assert rows[-1]["error"] == ("not asked: 7 of 60 records failed, more than its error budget allows "
+                                 "(max_error_rate 0.1); a rerun asks the rest") and rows[-1]["attempts"] == 0
+    assert "stopped asking: 7 of 60 records failed" in proc.stderr
+    with chat_server(always(200, reply("Paris"))) as url:
+        proc = run(write_config(tmp_path, {"down": url}, n=60), tmp_path / "run")
+    model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
+    assert proc.returncode == 0 and model["invocations"] == 60 and model["errors"] == 0
+
+
 def test_the_exit_codes_are_in_the_help():
     proc = subprocess.run([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--help"],
                           capture_output=True, text=True)

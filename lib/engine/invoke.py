@@ -197,11 +197,14 @@ def ask_records(
     policy: RetryPolicy | None = None,
     progress: Callable[[str], None] = lambda m: None,
     spend: Spend | None = None,
+    give_up: Callable[[int], str | None] | None = None,
 ) -> InvocationStats:
     """Ask the model once per record (``total`` of them, read one at a time) and write one output row per
     record to ``outputs_uri``, in record order. Rows already there (an interrupted run's) are kept when
     they were answered with the same prompt. With ``spend``, no new call starts once its limit is spent
-    (those records fail with the reason and are asked again by a rerun).
+    (those records fail with the reason and are asked again by a rerun). ``give_up(failed)``: why asking
+    more is pointless once ``failed`` records have failed (the model's error budget is spent), or None;
+    from then on no new call starts either, in the same way.
 
     Memory stays flat: at most `AHEAD` rows wait to be written (asked, or answered while one before
     them is still being asked), and each is written as soon as the ones before it are; only a resumed
@@ -216,6 +219,7 @@ def ask_records(
     ahead = max(AHEAD, 64 * max_concurrency)
 
     ready = getattr(invoker, "ready", None)  # a server that loads its model when first asked
+    stopped: list[str] = []  # why no more records are asked (`give_up`), once it says so
     cache_key = key_maker(identity, invoke)
 
     # New answers for the cache, appended by the threads that ask and put by this one: the cache is then
@@ -248,6 +252,9 @@ def ask_records(
         row = new_row(record, prompt)
         if spend is not None and spend.exhausted():
             row.update(UNASKED, error=f"not asked: {spend.why()}")
+            return row
+        if stopped:
+            row.update(UNASKED, error=f"not asked: {stopped[0]}")
             return row
         if ready is not None:
             try:
@@ -301,6 +308,11 @@ def ask_records(
             stats.attempts += row.get("attempts") or 0
         finished += 1
         failures += row["error"] is not None
+        if give_up is not None and row["error"] is not None and not stopped:
+            why = give_up(failures)
+            if why:
+                stopped.append(why)
+                progress(f"stopped asking: {why}")
         if track:
             track(done=finished, errors=failures)
         elif finished % step == 0 or finished == total:
