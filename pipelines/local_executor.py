@@ -73,9 +73,22 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
         if isinstance(v, Ref):
             if v.step in results:
                 return results[v.step]
-            return running.partial_result(v.step) or {
+            return running.partial_result(v.step) or stopped(plan.step(v.step)) or {
                 "status": "interrupted", "error": "interrupted before it finished", "model": plan.step(v.step).model}
         return _value(v, results, params)
+
+    def stopped(step: Any) -> dict[str, Any] | None:
+        """What a step the interrupt stopped had done, when its kind can say (an evaluation's answers)."""
+        how = STEP_KINDS[step.kind].interrupted
+        if how is None:
+            return None
+        fn = _function(how)
+        try:
+            args, kwargs = call_arguments(step, fn, value)
+            return fn(*args, **kwargs)
+        except Exception as exc:  # the wind-down goes on: the step is just "interrupted"
+            progress.say(step.name, f"could not read what it had done: {type(exc).__name__}: {exc}")
+            return None
 
     for step in sorted(plan.steps, key=lambda s: s.kind != "cleanup"):  # money first
         if step.name in results or not STEP_KINDS[step.kind].on_interrupt:

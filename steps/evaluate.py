@@ -13,7 +13,7 @@ from lib.engine.cache import OutputCache
 from lib.engine.invoke import InvocationStats, RetryPolicy, Spend, StoredRows, ask_records
 from lib.providers import get_provider
 from lib.run.layout import RunLayout
-from lib.run.records import FAILED, ModelResult
+from lib.run.records import FAILED, INTERRUPTED, ModelResult
 from lib.scorers import scorer_for
 from steps._common import context, failed, guarded
 
@@ -37,6 +37,36 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
     outcome = guarded(step, lambda: _evaluate(step, model, deployment, dataset, algorithms, layout,
                                               cache_root, budget_share_usd, execution_id).to_dict())
     return ModelResult.from_dict({"model": model["name"], **outcome}).to_dict()  # select must know whose
+
+
+def interrupted(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
+                algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
+                execution_id: str | None = None, budget_share_usd: float | None = None,
+                shard: dict[str, int] | None = None) -> dict[str, Any]:
+    """The result of an evaluation the run's interrupt stopped (`evaluate`'s arguments): how far it got,
+    from its answers file as it stands, so the summary says how many failed and why."""
+    layout = RunLayout.resolve(run_root, execution_id)
+    uri = layout.shard_outputs(model["name"], shard["index"]) if shard else layout.outputs(model["name"])
+    answered = errors = asked = 0
+    first: str | None = None
+    if storage.exists(uri):
+        for row in storage.iter_jsonl(uri):  # a line still being written is left out
+            answered += 1
+            asked += bool(row.get("attempts"))
+            if row.get("error") is not None:
+                errors += 1
+                first = first or row["error"]
+    total: int | None = None
+    if dataset.get("uri"):  # preprocess finished
+        start, end = shard_range(record_count(dataset), shard["index"], shard["count"]) if shard \
+            else (0, record_count(dataset))
+        total = end - start
+    result = ModelResult(model=model["name"], provider=model.get("provider"), model_id=model.get("model_id"),
+                         status=INTERRUPTED, records=total, errors=errors, invocations=asked, first_error=first,
+                         outputs_uri=uri,
+                         error=f"interrupted after {answered} of {total if total is not None else '?'} records"
+                               + (f", {errors} of them failed (first: {first})" if errors else ""))
+    return result.to_dict()
 
 
 def shard_range(total: int, index: int, count: int) -> tuple[int, int]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -112,6 +114,31 @@ def test_a_model_past_its_error_budget_is_not_asked_the_rest_and_a_rerun_asks_th
         proc = run(write_config(tmp_path, {"down": url}, n=60), tmp_path / "run")
     model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
     assert proc.returncode == 0 and model["invocations"] == 60 and model["errors"] == 0
+
+
+def test_a_run_stopped_while_its_model_fails_says_how_many_failed_and_why(tmp_path):
+    # Ctrl-C during a run whose every answer is an error (a budget that lets it go on): the summary and
+    # the console say how far it got and the first error, not just "interrupted"
+    def slow_failure(n, headers, body):
+        time.sleep(0.05)
+        return 500, {"error": "model crashed"}
+
+    with chat_server(slow_failure) as url:
+        config = write_config(tmp_path, {"down": url}, n=60, max_error_rate=1.0, max_concurrency=1)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--config",
+                                 str(config), "--output-dir", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:
+            if "/60 records" in line:  # the first progress line: some have failed
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, rest[-2000:]
+    model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
+    assert model["status"] == "interrupted" and model["records"] == 60 and 0 < model["errors"] < 60
+    assert model["first_error"] == 'gave up after 1 attempts: HTTP 500: {"error": "model crashed"}'
+    assert model["error"].startswith("interrupted after ") and f"{model['errors']} of them failed (first: gave up" \
+        in model["error"]
+    assert "of them failed (first: gave up after 1 attempts: HTTP 500" in rest
 
 
 def test_the_exit_codes_are_in_the_help():

@@ -93,6 +93,10 @@ def test_a_signal_mid_evaluation_deletes_what_the_run_created(tmp_path, aws_serv
     assert summary["models"]["slow"]["status"] == "interrupted"
     asked = len((out / "models" / "slow" / "outputs.jsonl").read_text().splitlines())
     assert 0 < asked < 40  # stopped part-way: no new calls after the signal
+    # how far it got, read while the last answer in hand may still have been on its way to the file
+    slow = summary["models"]["slow"]
+    assert slow["error"] in (f"interrupted after {asked} of 40 records", f"interrupted after {asked - 1} of 40 records")
+    assert (slow["records"], slow["errors"], slow["first_error"]) == (40, 0, None)
     assert "--output-dir" in rest  # tells how to resume
 
     # the rerun resumes: it asks only what was not answered, and finishes

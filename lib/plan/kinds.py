@@ -24,6 +24,9 @@ class StepKind:
     # still runs when the run is interrupted, with what has finished (cleanup deletes what was
     # created; select writes the summary, marked interrupted)
     on_interrupt: bool = False
+    # "module:function" giving the result of a step the interrupt stopped (called with the step's own
+    # arguments, in the wind-down): what it had done, for the summary; None: just "interrupted"
+    interrupted: str | None = None
 
 
 STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
@@ -31,7 +34,8 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("finetune", "steps.finetune:finetune", per_model=True, warm_pool=2400),
     StepKind("deploy", "steps.deploy:deploy", per_model=True),
     # evaluation only calls the model's endpoint and scores text: a CPU instance
-    StepKind("evaluate", "steps.evaluate:evaluate", per_model=True, warm_pool=1200),
+    StepKind("evaluate", "steps.evaluate:evaluate", per_model=True, warm_pool=1200,
+             interrupted="steps.evaluate:interrupted"),
     # a sharded model's answers (`dataset.shards`) in order, scored as one evaluation
     StepKind("merge", "steps.merge:merge", per_model=True),
     StepKind("select", "steps.select:select", per_model=False, on_interrupt=True),

@@ -65,6 +65,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, interrupt.Interrupted) as exc:
         _end_display(live)
         code = getattr(exc, "exit_code", status.EXIT_SIGINT)
+        partial = None
+        try:  # how far each model got, and the first error of one that was failing
+            if storage.exists(layout.summary):
+                partial = RunSummary.from_dict(storage.read_json(layout.summary))
+                partial = partial if partial.execution_id == execution_id else None  # not an earlier run's
+        except Exception:  # the wind-down could not write it: the line below still says what to do
+            pass
+        for line in status.problems(partial) if partial else []:
+            print(f"problem: {line}", file=sys.stderr)
         print(f"interrupted: what this run created was deleted; the partial summary is {layout.summary}; "
               f"run again with --output-dir {layout.root} to resume", file=sys.stderr)
         return code
