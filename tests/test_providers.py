@@ -201,3 +201,35 @@ def test_a_local_model_that_failed_to_load_is_tried_again_by_the_next_deploy(tmp
         second.get()
     assert said == [f"loading {missing}"] * 2  # it tried again
     assert local_model.lazy(missing, tmp_path / "cache") is not second
+
+
+def test_an_answer_of_the_wrong_shape_says_what_came_back():
+    import http.server
+
+    from fake_servers import chat_server
+
+    with chat_server(lambda n, h, b: (200, {"choices": []})) as url:
+        with pytest.raises(PermanentError) as caught:
+            OpenAIInvoker(url, "m", {}, None)("Q?")
+    assert str(caught.value) == 'the answer has no choices[0].message.content: {"choices": []}'
+
+    class NotJson(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>502 Bad Gateway</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(PermanentError) as caught:
+            OpenAIInvoker(f"http://127.0.0.1:{server.server_port}/v1", "m", {}, None)("Q?")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(caught.value) == ("the answer is not JSON (Expecting value: line 1 column 1 (char 0)); it began: "
+                                 "'<html>502 Bad Gateway</html>'")

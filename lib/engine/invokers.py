@@ -117,7 +117,7 @@ def post_json(url: str, body: Any, headers: dict[str, str], timeout: float, secr
                                      headers={"Content-Type": "application/json", **headers}, method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            return json.loads(response.read())
+            raw = response.read()
     except urllib.error.HTTPError as exc:
         detail = redact(exc.read()[:4000].decode(errors="replace"), *secrets)[:300]  # redact, then cut
         if 300 <= exc.code < 400:
@@ -126,8 +126,11 @@ def post_json(url: str, body: Any, headers: dict[str, str], timeout: float, secr
         raise error(f"HTTP {exc.code}: {detail}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         raise TransientError(redact(f"{type(exc).__name__}: {exc}", *secrets)) from None
-    except ValueError as exc:  # not JSON
-        raise PermanentError(redact(f"the answer is not JSON: {exc}", *secrets)) from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # not JSON: what it was, redacted, then cut
+        began = redact(raw[:2000].decode(errors="replace"), *secrets)[:120]
+        raise PermanentError(f"the answer is not JSON ({redact(str(exc), *secrets)}); it began: {began!r}") from None
 
 
 def with_log_probabilities(invoker: Any) -> Any:

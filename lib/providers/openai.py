@@ -10,6 +10,7 @@ the call.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,14 @@ class OpenAIInvoker:
         try:
             payload = post_json(self.url, {"model": self.model_id, "messages": messages, **params}, headers,
                                 self.timeout, secrets)
-            usage = payload.get("usage") or {}
-            text = payload["choices"][0]["message"]["content"] or ""
         except (TransientError, PermanentError) as exc:  # already redacted; the key itself once more
             raise type(exc)(redact(str(exc), *secrets)) from None
-        except Exception as exc:  # an answer of another shape (e.g. {"error": ...} with status 200)
-            raise PermanentError(redact(f"unexpected answer ({type(exc).__name__}: {exc})", *secrets)) from None
+        try:
+            usage = payload.get("usage") or {}
+            text = payload["choices"][0]["message"]["content"] or ""
+        except Exception:  # an answer of another shape (e.g. {"error": ...} or no choices, with status 200)
+            shown = redact(json.dumps(payload)[:2000], *secrets)[:200]
+            raise PermanentError(f"the answer has no choices[0].message.content: {shown}") from None
         return Answer(text.strip(), usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
