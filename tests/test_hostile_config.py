@@ -207,6 +207,7 @@ GOOD_ROW = json.dumps({"question": "Who wrote Hamlet?", "answer": "Shakespeare"}
     ('{"question": "q", "answer": 42}', "'answer' (the target output) is the number 42, not text"),
     ('{"question": "q"}', "line 3 has no key 'answer'"),
     ('["question", "answer"]', "line 3 is not a JSON object"),
+    ('{"question": "x", "answer": "y"', "line 3 is not valid JSON (Expecting ',' delimiter, column 32)"),
     ("[" * 100_000 + "]" * 100_000, "line 3 is JSON nested too deeply"),
     ('{"question": ' + "9" * 5000 + "}", "line 3 cannot be read as a record"),
     ('{"question": "' + "a" * (1024 * 1024 + 10) + '"}', "line 3 is longer than 1 MB"),

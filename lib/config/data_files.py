@@ -119,7 +119,7 @@ def records(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                record = json.loads(text.rstrip("\n"))  # an error at the line's end is on this line, not the next
             except json.JSONDecodeError as exc:
                 raise DataFileError(f"{file} line {number} is not valid JSON ({exc.msg}, column {exc.colno})") \
                     from None
