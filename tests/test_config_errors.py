@@ -204,7 +204,8 @@ RAW_CASES = [
     ("binary-value", "x: !!binary aGVsbG8=\n", "read as binary data"),
     ("huge-int", "x: " + "9" * 5000 + "\n", "more than 30 digits"),
     ("nul-character", "pipeline:\n  name: a\x00b\n", "line 2: the character U+0000"),
-    ("tab-indent", "pipeline:\n\tname: x\n", "line 2"),
+    ("tab-indent", "pipeline:\n\tname: x\n", "line 2: a tab at column 1: YAML indents with spaces only"),
+    ("tab-in-a-list", "models:\n  - name: a\n\t  provider: openai\n", "line 3: a tab at column 1: YAML indents"),
     ("two-documents", "a: 1\n---\nb: 2\n", "single document"),
     ("merge-of-scalar", "x:\n  <<: 5\n", "expected a mapping or list of mappings for merging"),
 ]

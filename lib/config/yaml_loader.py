@@ -320,8 +320,16 @@ def _yaml_error(path: Path, exc: yaml.YAMLError, text: str) -> ConfigError:
         return ConfigError(str(path), "", problem, line)
     if isinstance(exc, yaml.MarkedYAMLError):
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        if mark and (_char_at(text, mark.line, mark.column) == "\t" or "tab character" in problem):
+            return ConfigError(str(path), "", f"a tab at column {mark.column + 1}: YAML indents with spaces only; "
+                               "replace the tab with spaces", line)
         return ConfigError(str(path), "", f"invalid YAML: {problem}", line)
     return ConfigError(str(path), "", f"invalid YAML: {exc}")
+
+
+def _char_at(text: str, line: int, column: int) -> str | None:
+    lines = text.split("\n")
+    return lines[line][column] if line < len(lines) and column < len(lines[line]) else None
 
 
 def load_yaml(path: str | Path) -> LoadedYaml:
