@@ -160,5 +160,6 @@ def test_a_second_run_into_the_same_output_dir_is_refused_naming_the_holder(tmp_
             assert main(["run", "--config", str(config), "--output-dir", str(out)]) == 2
         err = capsys.readouterr().err
         assert f"pid {os.getpid()}" in err and str(out) in err
+        assert "steps into" not in err  # it never said it started
         assert sorted(p.name for p in out.iterdir()) == []  # nothing of the second run was written
         assert main(["run", "--config", str(config), "--output-dir", str(out)]) == 0  # free again

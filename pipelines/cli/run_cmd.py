@@ -52,7 +52,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         "model_approval_status": cfg.settings["sagemaker"]["model_approval_status"],
     }
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    progress.say("run", f"{cfg.pipeline_name} execution {execution_id}: {len(plan.steps)} steps into {layout.root}")
     started = time.perf_counter()
     local_executor.configure_threads(local["max_workers"])
     # a terminal gets one live table of the steps; a CI log or a pipe gets plain lines
@@ -61,6 +60,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         # one run at a time in an output folder; the lock goes however the run ends
         with run_lock(layout.root), interrupt.handled():
+            # said once the folder is ours: a run refused it (a file there, another run in it) starts nothing
+            progress.say("run", f"{cfg.pipeline_name} execution {execution_id}: {len(plan.steps)} steps into "
+                                f"{layout.root}")
             local_executor.run_plan(plan, params, local["max_workers"])
     except (KeyboardInterrupt, interrupt.Interrupted) as exc:
         _end_display(live)
