@@ -69,11 +69,11 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
     """After an interrupt: run, in this thread, every step whose kind runs on interrupt (cleanup,
     then select), with what has finished; a step still running or never started counts as
     interrupted (a deploy in progress, with what it has created so far)."""
-    def value(v: Any) -> Any:
+    def value(v: Any, described: bool = True) -> Any:
         if isinstance(v, Ref):
             if v.step in results:
                 return results[v.step]
-            return running.partial_result(v.step) or stopped(plan.step(v.step)) or {
+            return running.partial_result(v.step) or (stopped(plan.step(v.step)) if described else None) or {
                 "status": "interrupted", "error": "interrupted before it finished", "model": plan.step(v.step).model}
         return _value(v, results, params)
 
@@ -84,7 +84,7 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
             return None
         fn = _function(how)
         try:
-            args, kwargs = call_arguments(step, fn, value)
+            args, kwargs = call_arguments(step, fn, lambda v: value(v, described=False))
             return fn(*args, **kwargs)
         except Exception as exc:  # the wind-down goes on: the step is just "interrupted"
             progress.say(step.name, f"could not read what it had done: {type(exc).__name__}: {exc}")
@@ -94,7 +94,8 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
         if step.name in results or not STEP_KINDS[step.kind].on_interrupt:
             continue
         fn = _function(step.function)
-        args, kwargs = call_arguments(step, fn, value)
+        # cleanup deletes at once, without reading how far each evaluation got (select says that)
+        args, kwargs = call_arguments(step, fn, lambda v, cleanup=step.kind == "cleanup": value(v, not cleanup))
         try:
             results[step.name] = fn(*args, **kwargs)
         except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,30 +43,39 @@ def evaluate(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[st
 def interrupted(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
                 algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
                 execution_id: str | None = None, budget_share_usd: float | None = None,
-                shard: dict[str, int] | None = None) -> dict[str, Any]:
+                shard: dict[str, int] | None = None) -> dict[str, Any] | None:
     """The result of an evaluation the run's interrupt stopped (`evaluate`'s arguments): how far it got,
-    from its answers file as it stands, so the summary says how many failed and why."""
+    from its answers file as it stands, so the summary says how many failed and why; None when that
+    cannot be read here (the run's folder in S3, where the answers are still in parts)."""
     layout = RunLayout.resolve(run_root, execution_id)
-    uri = layout.shard_outputs(model["name"], shard["index"]) if shard else layout.outputs(model["name"])
-    answered = errors = asked = 0
-    first: str | None = None
-    if storage.exists(uri):
-        for row in storage.iter_jsonl(uri):  # a line still being written is left out
-            answered += 1
-            asked += bool(row.get("attempts"))
-            if row.get("error") is not None:
-                errors += 1
-                first = first or row["error"]
-    total: int | None = None
-    if dataset.get("uri"):  # preprocess finished
-        start, end = shard_range(record_count(dataset), shard["index"], shard["count"]) if shard \
-            else (0, record_count(dataset))
-        total = end - start
+    if shard:
+        start, end = shard_range(record_count(dataset), shard["index"], shard["count"]) if dataset.get("uri") \
+            else (0, None)
+        return stopped_result(model, [layout.shard_outputs(model["name"], shard["index"])], layout,
+                              None if end is None else end - start)
+    return stopped_result(model, [layout.outputs(model["name"])], layout,
+                          record_count(dataset) if dataset.get("uri") else None)
+
+
+def stopped_result(model: dict[str, Any], answer_files: list[str], layout: RunLayout,
+                   total: int | None) -> dict[str, Any] | None:
+    """A stopped model's result from its answers files as they stand: each record's latest row (a resumed
+    run appends its new rows after the earlier run's), how many failed, the first error."""
+    if layout.is_remote:
+        return None
+    latest: dict[str, str | None] = {}  # record id -> its latest row's error
+    for uri in answer_files:
+        if storage.exists(uri):
+            for row in storage.iter_jsonl(uri):  # a line still being written is left out
+                latest.pop(row["id"], None)  # a later row of the record wins, in its own place
+                latest[row["id"]] = row.get("error")
+    failures = [e for e in latest.values() if e is not None]
+    first = failures[0] if failures else None
     result = ModelResult(model=model["name"], provider=model.get("provider"), model_id=model.get("model_id"),
-                         status=INTERRUPTED, records=total, errors=errors, invocations=asked, first_error=first,
-                         outputs_uri=uri,
-                         error=f"interrupted after {answered} of {total if total is not None else '?'} records"
-                               + (f", {errors} of them failed (first: {first})" if errors else ""))
+                         status=INTERRUPTED, records=total, errors=len(failures), first_error=first,
+                         outputs_uri=answer_files[0] if len(answer_files) == 1 else None,
+                         error=f"interrupted after {len(latest)} of {total if total is not None else '?'} records"
+                               + (f", {len(failures)} of them failed (first: {first})" if failures else ""))
     return result.to_dict()
 
 
@@ -129,17 +139,35 @@ def _ask(step: str, model: dict[str, Any], deployment: dict[str, Any],
         policy=RetryPolicy(max_retries=invoke.get("max_retries", 4)),
         progress=say,
         spend=spend,
-        give_up=error_budget(model_records or total, invoke.get("max_error_rate", DEFAULT_MAX_ERROR_RATE)),
+        give_up=error_budget(model_records or total, invoke.get("max_error_rate", DEFAULT_MAX_ERROR_RATE),
+                             (execution_id, model["name"]), outputs_uri),
     )
     say(f"{stats.invocations} model calls, {stats.cached} "
         f"from cache, {stats.resumed} resumed, {stats.errors} errors")
     return stats
 
 
-def error_budget(records: int, max_error_rate: float) -> Callable[[int], str | None]:
+# failed records so far of each model being asked in this process, by the file its answers go to: the
+# shards of one model (threads of the local executor) spend one budget together
+_FAILED: dict[tuple[str | None, str], dict[str, int]] = {}
+_FAILED_LOCK = threading.Lock()
+
+
+def error_budget(records: int, max_error_rate: float, model: tuple[str | None, str] | None = None,
+                 part: str = "") -> Callable[[int], str | None]:
     """``failed -> why asking more is pointless``: once the model has failed by `model_status`'s rule,
-    whatever the records still to ask answer (None before)."""
+    whatever the records still to ask answer (None before). ``model`` (execution id, name) and ``part``
+    (this ask's answers file): the failures of the model's other shards asked in this process count
+    too (a shard in a job of its own counts only its own)."""
+    counts: dict[str, int] = {}
+    if model is not None:
+        with _FAILED_LOCK:
+            counts = _FAILED.setdefault(model, {})
+
     def spent(failed: int) -> str | None:
+        with _FAILED_LOCK:
+            counts[part] = failed
+            failed = sum(counts.values())
         if model_status(records, failed, max_error_rate) != FAILED or failed >= records:
             return None
         return (f"{failed} of {records} records failed, more than its error budget allows (max_error_rate "

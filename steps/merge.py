@@ -14,7 +14,17 @@ from lib.engine.invoke import InvocationStats, Spend, count_row
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, INTERRUPTED, ModelResult
 from steps._common import failed, guarded
-from steps.evaluate import scored_result
+from steps.evaluate import record_count, scored_result, stopped_result
+
+
+def interrupted(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],
+                algorithms: list[dict[str, Any]], run_root: str, cache_root: str | None = None,
+                execution_id: str | None = None, budget_share_usd: float | None = None,
+                *shards: dict[str, Any]) -> dict[str, Any] | None:
+    """A sharded model the run's interrupt stopped (`merge`'s arguments): how far its shards got."""
+    layout = RunLayout.resolve(run_root, execution_id)
+    files = [layout.shard_outputs(model["name"], i) for i in range(len(shards))]
+    return stopped_result(model, files, layout, record_count(dataset) if dataset.get("uri") else None)
 
 
 def merge(model: dict[str, Any], deployment: dict[str, Any], dataset: dict[str, Any],

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT, write_dataset
 from fake_servers import chat_server, reply
@@ -116,19 +117,46 @@ def test_a_model_past_its_error_budget_is_not_asked_the_rest_and_a_rerun_asks_th
     assert proc.returncode == 0 and model["invocations"] == 60 and model["errors"] == 0
 
 
-def test_a_run_stopped_while_its_model_fails_says_how_many_failed_and_why(tmp_path):
+def test_the_shards_of_a_model_spend_one_error_budget(tmp_path):
+    # 10 shards of 6 records: no shard alone can fail more than the model's budget (6 of 60), together
+    # they stop once 7 have failed, as one unsharded ask does
+    asked = []
+
+    def down(n, headers, body):
+        asked.append(n)
+        return 500, {"error": "model crashed"}
+
+    with chat_server(down) as url:
+        config = write_config(tmp_path, {"down": url}, n=60, max_concurrency=1)
+        data = yaml.safe_load(config.read_text())
+        data["dataset"]["shards"] = 10
+        config.write_text(yaml.safe_dump(data))
+        proc = run(config, tmp_path / "run")
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
+    assert model["status"] == "failed" and model["errors"] == 60
+    assert 7 <= len(asked) <= 7 + 2 * 2  # two shards at a time, one call in flight each
+    assert "stopped asking: 7 of 60 records failed" in proc.stderr
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_a_run_stopped_while_its_model_fails_says_how_many_failed_and_why(tmp_path, shards):
     # Ctrl-C during a run whose every answer is an error (a budget that lets it go on): the summary and
-    # the console say how far it got and the first error, not just "interrupted"
+    # the console say how far it got and the first error, not just "interrupted" (sharded: its shards')
     def slow_failure(n, headers, body):
         time.sleep(0.05)
         return 500, {"error": "model crashed"}
 
     with chat_server(slow_failure) as url:
         config = write_config(tmp_path, {"down": url}, n=60, max_error_rate=1.0, max_concurrency=1)
+        if shards:
+            data = yaml.safe_load(config.read_text())
+            data["dataset"]["shards"] = shards
+            config.write_text(yaml.safe_dump(data))
         proc = subprocess.Popen([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--config",
                                  str(config), "--output-dir", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
         for line in proc.stderr:
-            if "/60 records" in line:  # the first progress line: some have failed
+            if f"/{60 // (shards or 1)} records" in line:  # the first progress line: some have failed
                 break
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[1]
@@ -146,6 +174,37 @@ def test_the_exit_codes_are_in_the_help():
                           capture_output=True, text=True)
     for code in ("0", "3", "4", "5", "130", "143"):
         assert f"  {code:>3}  " in proc.stdout
+
+
+def test_a_stopped_rerun_counts_each_record_once_by_its_latest_answer(tmp_path):
+    # a run whose every answer failed, then a rerun into the same folder against a working (slow) server,
+    # stopped part-way: the file holds the old failures and the new answers after them
+    with chat_server(always(500, {"error": "old failure"})) as url:
+        proc = run(write_config(tmp_path, {"m": url}, n=30, max_error_rate=1.0), tmp_path / "run")
+    assert proc.returncode == 4
+
+    def slow(n, headers, body):
+        time.sleep(0.05)
+        return 200, reply("Paris")
+
+    with chat_server(slow) as url:
+        config = write_config(tmp_path, {"m": url}, n=30, max_error_rate=1.0, max_concurrency=1)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--config",
+                                 str(config), "--output-dir", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:
+            if "/30 records" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["m"]
+    assert model["error"].startswith("interrupted after 30 of 30 records, ")  # not the file's line count
+    latest = {}
+    for line in (tmp_path / "run" / "models" / "m" / "outputs.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        latest[row["id"]] = row["error"]
+    still_failed = sum(e is not None for e in latest.values())
+    assert 0 < still_failed <= model["errors"] <= still_failed + 1  # + the answer that may have landed after
+    assert model["errors"] < 30 and "old failure" in model["first_error"]
 
 
 def test_a_second_run_into_the_same_output_dir_is_refused_naming_the_holder(tmp_path, capsys):

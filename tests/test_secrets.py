@@ -48,6 +48,11 @@ class FakeServer:
                     body = json.dumps({"error": "upstream failed", "request_headers": dict(self.headers.items()),
                                        "hint": f"token {token} was rejected"}).encode()
                     status = 500
+                elif self.path.startswith(("/html-200", "/shape-200")):  # a 200 that is not a chat completion
+                    token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                    body = (f"<html>proxy: token {token} expired</html>".encode() if self.path.startswith("/html")
+                            else json.dumps({"error": f"token {token} expired"}).encode())
+                    status = 200
                 elif self.path.startswith("/redirect"):
                     self.send_response(302)
                     self.send_header("Location", redirect_to + "/v1/chat/completions")
@@ -133,6 +138,17 @@ def test_an_sk_key_echoed_by_the_server_is_redacted(server, tmp_path, monkeypatc
     with pytest.raises(Exception) as err:
         invoker("Q?")
     assert SK_KEY not in str(err.value) and "HTTP 500" in str(err.value)
+
+
+@pytest.mark.parametrize("path, says", [("/html-200/v1", "the answer is not JSON"),
+                                        ("/shape-200/v1", "the answer has no choices[0].message.content")])
+def test_a_200_of_the_wrong_shape_echoing_the_key_is_redacted(server, monkeypatch, path, says):
+    # the message shows what came back, never the key in it
+    monkeypatch.setenv("LLM_EVAL_TEST_KEY", KEY)
+    with pytest.raises(PermanentError) as err:
+        OpenAIInvoker(server.root + path, "m", INVOKE, "LLM_EVAL_TEST_KEY", timeout=10)("Q?")
+    assert says in str(err.value) and "expired" in str(err.value)
+    assert KEY not in str(err.value) and "[REDACTED]" in str(err.value)
 
 
 def test_a_failed_step_and_progress_lines_are_redacted(capsys):

@@ -308,7 +308,8 @@ def ask_records(
             stats.attempts += row.get("attempts") or 0
         finished += 1
         failures += row["error"] is not None
-        if give_up is not None and row["error"] is not None and not stopped:
+        # a record sent and failed (not one left unasked by the spend limit: the limit says why itself)
+        if give_up is not None and row["error"] is not None and row.get("attempts") and not stopped:
             why = give_up(failures)
             if why:
                 stopped.append(why)
@@ -320,6 +321,9 @@ def ask_records(
 
     if track:
         track(total=total, done=0, errors=0)
+    if give_up is not None and (why := give_up(0)):  # spent before this ask began (by the model's other shards)
+        stopped.append(why)
+        progress(f"not asking: {why}")
     started = time.perf_counter()
     # a fresh run writes the file in record order as it goes; a resumed one appends, then puts it in order
     complete = resuming = False

@@ -37,7 +37,7 @@ STEP_KINDS: dict[str, StepKind] = {k.name: k for k in (
     StepKind("evaluate", "steps.evaluate:evaluate", per_model=True, warm_pool=1200,
              interrupted="steps.evaluate:interrupted"),
     # a sharded model's answers (`dataset.shards`) in order, scored as one evaluation
-    StepKind("merge", "steps.merge:merge", per_model=True),
+    StepKind("merge", "steps.merge:merge", per_model=True, interrupted="steps.merge:interrupted"),
     StepKind("select", "steps.select:select", per_model=False, on_interrupt=True),
     StepKind("gate", "steps.gate:gate", per_model=False),
     StepKind("register", "steps.register:register", per_model=False),
