@@ -44,6 +44,23 @@ def always(status: int, payload: dict):
     return lambda n, headers, body: (status, payload)
 
 
+def counted_failures(asked: list[int]):
+    """A server's answer that fails every request, noting each in ``asked``."""
+    def down(n, headers, body):
+        asked.append(n)
+        return 500, {"error": "model crashed"}
+
+    return down
+
+
+def sharded(config: Path, shards: int | None) -> Path:
+    if shards:
+        data = yaml.safe_load(config.read_text())
+        data["dataset"]["shards"] = shards
+        config.write_text(yaml.safe_dump(data))
+    return config
+
+
 def test_every_model_failing_every_record_exits_4_and_says_why(tmp_path):
     with chat_server(always(500, {"error": "model crashed"})) as down, \
             chat_server(always(404, {"error": "no such model"})) as missing:
@@ -95,13 +112,8 @@ def test_the_error_budget_is_configurable_and_a_clean_run_exits_0(tmp_path):
 def test_a_model_past_its_error_budget_is_not_asked_the_rest_and_a_rerun_asks_them(tmp_path):
     # 60 records against a server that fails everything: the model has failed once 7 have (10% of 60 is
     # 6), so the others are not sent; a rerun, once the server is back, asks every record again
-    asked = []
-
-    def down(n, headers, body):
-        asked.append(n)
-        return 500, {"error": "model crashed"}
-
-    with chat_server(down) as url:
+    asked: list[int] = []
+    with chat_server(counted_failures(asked)) as url:
         proc = run(write_config(tmp_path, {"down": url}, n=60), tmp_path / "run")
     assert proc.returncode == 4, proc.stderr[-2000:]
     model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
@@ -120,18 +132,9 @@ def test_a_model_past_its_error_budget_is_not_asked_the_rest_and_a_rerun_asks_th
 def test_the_shards_of_a_model_spend_one_error_budget(tmp_path):
     # 10 shards of 6 records: no shard alone can fail more than the model's budget (6 of 60), together
     # they stop once 7 have failed, as one unsharded ask does
-    asked = []
-
-    def down(n, headers, body):
-        asked.append(n)
-        return 500, {"error": "model crashed"}
-
-    with chat_server(down) as url:
-        config = write_config(tmp_path, {"down": url}, n=60, max_concurrency=1)
-        data = yaml.safe_load(config.read_text())
-        data["dataset"]["shards"] = 10
-        config.write_text(yaml.safe_dump(data))
-        proc = run(config, tmp_path / "run")
+    asked: list[int] = []
+    with chat_server(counted_failures(asked)) as url:
+        proc = run(sharded(write_config(tmp_path, {"down": url}, n=60, max_concurrency=1), 10), tmp_path / "run")
     assert proc.returncode == 4, proc.stderr[-2000:]
     model = json.loads((tmp_path / "run" / "summary.json").read_text())["models"]["down"]
     assert model["status"] == "failed" and model["errors"] == 60
@@ -148,11 +151,7 @@ def test_a_run_stopped_while_its_model_fails_says_how_many_failed_and_why(tmp_pa
         return 500, {"error": "model crashed"}
 
     with chat_server(slow_failure) as url:
-        config = write_config(tmp_path, {"down": url}, n=60, max_error_rate=1.0, max_concurrency=1)
-        if shards:
-            data = yaml.safe_load(config.read_text())
-            data["dataset"]["shards"] = shards
-            config.write_text(yaml.safe_dump(data))
+        config = sharded(write_config(tmp_path, {"down": url}, n=60, max_error_rate=1.0, max_concurrency=1), shards)
         proc = subprocess.Popen([sys.executable, str(ROOT / "pipelines" / "build_pipeline.py"), "run", "--config",
                                  str(config), "--output-dir", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
         for line in proc.stderr:
