@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 from lib import progress, storage
@@ -84,7 +85,7 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
             return None
         fn = _function(how)
         try:
-            args, kwargs = call_arguments(step, fn, lambda v: value(v, described=False))
+            args, kwargs = call_arguments(step, fn, partial(value, described=False))
             return fn(*args, **kwargs)
         except Exception as exc:  # the wind-down goes on: the step is just "interrupted"
             progress.say(step.name, f"could not read what it had done: {type(exc).__name__}: {exc}")
@@ -95,7 +96,7 @@ def _wind_down(plan: Plan, results: dict[str, Any], params: dict[str, Any]) -> N
             continue
         fn = _function(step.function)
         # cleanup deletes at once, without reading how far each evaluation got (select says that)
-        args, kwargs = call_arguments(step, fn, lambda v, cleanup=step.kind == "cleanup": value(v, not cleanup))
+        args, kwargs = call_arguments(step, fn, partial(value, described=step.kind != "cleanup"))
         try:
             results[step.name] = fn(*args, **kwargs)
         except Exception as exc:

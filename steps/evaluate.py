@@ -46,13 +46,11 @@ def interrupted(model: dict[str, Any], deployment: dict[str, Any], dataset: dict
                 shard: dict[str, int] | None = None) -> dict[str, Any] | None:
     """The result of an evaluation the run's interrupt stopped (`evaluate`'s arguments): how far it got,
     from its answers file as it stands, so the summary says how many failed and why; None when that
-    cannot be read here (the run's folder in S3, where the answers are still in parts)."""
-    layout = RunLayout.resolve(run_root, execution_id)
+    cannot be read here (the run's folder in S3, where the answers are still in parts). A shard is read
+    with the others by its model's merge step (`steps.merge.interrupted`), which select reads."""
     if shard:
-        start, end = shard_range(record_count(dataset), shard["index"], shard["count"]) if dataset.get("uri") \
-            else (0, None)
-        return stopped_result(model, [layout.shard_outputs(model["name"], shard["index"])], layout,
-                              None if end is None else end - start)
+        return None
+    layout = RunLayout.resolve(run_root, execution_id)
     return stopped_result(model, [layout.outputs(model["name"])], layout,
                           record_count(dataset) if dataset.get("uri") else None)
 
@@ -63,11 +61,10 @@ def stopped_result(model: dict[str, Any], answer_files: list[str], layout: RunLa
     run appends its new rows after the earlier run's), how many failed, the first error."""
     if layout.is_remote:
         return None
-    latest: dict[str, str | None] = {}  # record id -> its latest row's error
+    latest: dict[str, str | None] = {}  # record id -> its latest row's error, ids in file order
     for uri in answer_files:
         if storage.exists(uri):
             for row in storage.iter_jsonl(uri):  # a line still being written is left out
-                latest.pop(row["id"], None)  # a later row of the record wins, in its own place
                 latest[row["id"]] = row.get("error")
     failures = [e for e in latest.values() if e is not None]
     first = failures[0] if failures else None
