@@ -5,7 +5,8 @@
    against the naive way (fmeval `evaluate()` per algorithm with a model runner, as the AWS sample
    does), same model, data and server.
 2. Orchestration: the `run` command (a new process: imports, set-up and every step inside the clock)
-   on 10,000 records x 3 algorithms against an instant OpenAI-compatible server, against a plain
+   on 10,000 records x 3 algorithms against an instant OpenAI-compatible server (HTTP/1.1, its
+   connections kept, as a model server keeps them), against a plain
    client asking the same server the same questions with the same concurrency; a 10-record run for
    the fixed start-up; wall time and peak memory at 10,000 and 100,000 records, unsharded and with
    `dataset.shards: 4` (and 4 local workers).
@@ -424,6 +425,9 @@ REPLY = json.dumps({"choices": [{"message": {"content": "Paris"}}],
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # connections kept, as a model server keeps them (vLLM, TGI, OpenAI's)
+    disable_nagle_algorithm = True
+
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
@@ -443,22 +447,24 @@ print(server.server_port, flush=True)
 server.serve_forever()
 """
 
-# What any evaluation must do at least: ask every question with the same concurrency (the same urllib
-# call our OpenAI invoker makes) and keep each answer in a JSON Lines file.
+# What any evaluation must do at least: ask every question with the same concurrency, by the same call
+# our OpenAI invoker makes (`lib.engine.http_post.post`: a connection kept per thread), and keep each
+# answer in a JSON Lines file.
 PLAIN_CLIENT = r"""
-import json, sys, urllib.request
+import json, sys
 from concurrent.futures import ThreadPoolExecutor
 
-url, data, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+root, url, data, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+sys.path.insert(0, root)
+from lib.engine.http_post import post
+
 questions = [json.loads(line)["question"] for line in open(data)]
 
 
 def ask(question):
     body = json.dumps({"model": "instant", "messages": [{"role": "user", "content": question}]}).encode()
-    request = urllib.request.Request(url + "/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["choices"][0]["message"]["content"]
+    reply = post(url + "/chat/completions", body, {"Content-Type": "application/json"}, 60)
+    return json.loads(reply.body)["choices"][0]["message"]["content"]
 
 
 with open(out, "w") as fh, ThreadPoolExecutor(workers) as pool:
@@ -576,7 +582,7 @@ def run_cli(code: Path, url: str, data: Path, n: int, work: Path, shards: int | 
 
 def run_plain(url: str, data: Path, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    return _timed([sys.executable, "-c", PLAIN_CLIENT, url, str(data), str(work / "answers.jsonl"),
+    return _timed([sys.executable, "-c", PLAIN_CLIENT, str(ROOT), url, str(data), str(work / "answers.jsonl"),
                    str(CONCURRENCY)], work, work / "plain.log")
 
 

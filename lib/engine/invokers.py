@@ -8,15 +8,15 @@ is redacted (`lib.redact`): it is stored in outputs.jsonl and shown in the repor
 from __future__ import annotations
 
 import copy
+import http.client
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jmespath
 
+from lib.engine import http_post
 from lib.redact import redact
 
 PLACEHOLDER = "PROMPT_PLACEHOLDER"
@@ -99,37 +99,26 @@ def read_answer(invoke: dict[str, Any], payload: Any, log_probabilities: bool = 
     return Answer(str(text).strip(), details.get("prompt_tokens"), details.get("generated_tokens"))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error: urllib would resend our headers (an Authorization included) to wherever
-    the server points, another host too."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def post_json(url: str, body: Any, headers: dict[str, str], timeout: float, secrets: tuple[str, ...] = ()) -> Any:
     """POST JSON, return the parsed answer; 429/5xx and network trouble are transient, other HTTP errors
     not. Redirects are not followed. Error text is redacted, each of ``secrets`` (values we sent) too."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", **headers}, method="POST")
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = redact(exc.read()[:4000].decode(errors="replace"), *secrets)[:300]  # redact, then cut
-        if 300 <= exc.code < 400:
-            detail = f"redirect to {redact(exc.headers.get('Location') or '?', *secrets)} not followed"
-        error = TransientError if exc.code == 429 or exc.code >= 500 else PermanentError
-        raise error(f"HTTP {exc.code}: {detail}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reply = http_post.post(url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers},
+                               timeout)
+    except (OSError, http.client.HTTPException) as exc:
         raise TransientError(redact(f"{type(exc).__name__}: {exc}", *secrets)) from None
+    except ValueError as exc:  # not an http(s) URL
+        raise PermanentError(redact(str(exc), *secrets)) from None
+    if reply.status >= 300:
+        detail = redact(reply.body[:4000].decode(errors="replace"), *secrets)[:300]  # redact, then cut
+        if reply.status < 400:
+            detail = f"redirect to {redact(reply.headers.get('Location') or '?', *secrets)} not followed"
+        error = TransientError if reply.status == 429 or reply.status >= 500 else PermanentError
+        raise error(f"HTTP {reply.status}: {detail}")
     try:
-        return json.loads(raw)
+        return json.loads(reply.body)
     except ValueError as exc:  # not JSON: what it was, redacted, then cut
-        began = redact(raw[:2000].decode(errors="replace"), *secrets)[:120]
+        began = redact(reply.body[:2000].decode(errors="replace"), *secrets)[:120]
         raise PermanentError(f"the answer is not JSON ({redact(str(exc), *secrets)}); it began: {began!r}") from None
 
 
