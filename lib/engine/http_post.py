@@ -2,17 +2,23 @@
 
 urllib opens a new connection for every request, and for https a new TLS handshake; a run asks a model
 thousands of times. Here each asking thread keeps one connection per server (HTTP keep-alive) and
-reuses it for as long as the server allows. A kept connection that the server closed while it sat idle
-is opened again, once. Where a proxy is set for the URL (``HTTPS_PROXY``/``HTTP_PROXY``, outside
-``NO_PROXY``), the request goes through urllib, which honours it. Redirects are never followed: a 3xx
-comes back as it is (urllib would resend our headers, an Authorization included, wherever it points).
+reuses it for as long as the server allows. Before a kept connection is reused it is looked at: one the
+server has closed (or that holds bytes nobody asked for) is dropped, and a new one made. A request is
+sent again only when sending it on a kept connection failed; once it has gone out, a failure is the
+caller's to retry (the server may have begun on it). Where a proxy is set for the URL
+(``HTTPS_PROXY``/``HTTP_PROXY``, outside ``NO_PROXY``), the request goes through urllib, which honours
+it. Redirects are never followed: a 3xx comes back as it is (urllib would resend our headers, an
+Authorization included, wherever it points).
 """
 
 from __future__ import annotations
 
 import functools
 import http.client
+import os
+import select
 import socket
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -21,8 +27,11 @@ from email.message import Message
 from urllib.parse import urlsplit
 
 USER_AGENT = "llm-eval-pipelines"
-# What a kept connection that the server has closed while idle fails with, on its next request
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# What sending on a kept connection that the server has closed fails with (the TLS ones over https)
+_CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# What urllib reads to choose a proxy: the next request sees a change to any of them
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                    "no_proxy", "NO_PROXY")
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class _Target:
 
 
 @functools.lru_cache(maxsize=256)
-def _target(url: str) -> _Target:
+def _target(url: str, proxy_settings: tuple[str | None, ...]) -> _Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -55,9 +64,6 @@ def _target(url: str) -> _Target:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
         return None
-
-
-_local = threading.local()
 
 
 class _NoDelay:
@@ -78,6 +84,9 @@ class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
     pass
 
 
+_local = threading.local()
+
+
 def _connection(target: _Target, timeout: float) -> http.client.HTTPConnection:
     pool = _local.__dict__.setdefault("pool", {})
     key = (target.scheme, target.host, target.port, timeout)
@@ -85,33 +94,45 @@ def _connection(target: _Target, timeout: float) -> http.client.HTTPConnection:
     if conn is None:
         kind = _HTTPSConnection if target.scheme == "https" else _HTTPConnection
         conn = pool[key] = kind(target.host, target.port, timeout=timeout)
+    elif conn.sock is not None and _unusable(conn.sock):
+        conn.close()  # the next request opens a new one
     return conn
+
+
+def _unusable(sock: socket.socket) -> bool:
+    """A kept connection with something to read before we have asked: the server closed it (end of file),
+    or sent bytes that answer nothing of ours. Either way it must not carry the next request."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
     """POST ``body`` to ``url``; the reply whatever its status. Raises OSError (refused, reset, timed out,
-    name not found) or ``http.client.HTTPException`` (a reply that is not HTTP) when none came."""
-    target = _target(url)
+    name not found), ValueError (not an http(s) URL) or ``http.client.HTTPException`` (a reply that is
+    not HTTP, or cut short) when none came."""
+    target = _target(url, tuple(os.environ.get(v) for v in _PROXY_VARIABLES))
     headers = {"User-Agent": USER_AGENT, **headers}
     if target.proxied:
         return _through_urllib(url, body, headers, timeout)
     conn = _connection(target, timeout)
-    for attempt in (1, 2):
-        reused = conn.sock is not None  # an open socket from an earlier request (else a new one is made)
+    try:
         try:
+            kept = conn.sock is not None
             conn.request("POST", target.path, body, headers)
-            response = conn.getresponse()
-            data = response.read()
-        except _STALE:
+        except _CLOSED:
+            if not kept:
+                raise
+            # closed by the server between our look and our request: nothing of it was answered
             conn.close()
-            if reused and attempt == 1:
-                continue  # the server closed it while it sat idle: once more, on a new connection
-            raise
-        except BaseException:
-            conn.close()  # half a request or reply may be on it
-            raise
-        return Reply(response.status, response.headers, data)
-    raise AssertionError("unreachable")
+            conn.request("POST", target.path, body, headers)
+        response = conn.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    except BaseException:
+        conn.close()  # half a request or reply may be on it
+        raise
 
 
 def _through_urllib(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:

@@ -105,6 +105,10 @@ def post_json(url: str, body: Any, headers: dict[str, str], timeout: float, secr
     try:
         reply = http_post.post(url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers},
                                timeout)
+    except http.client.RemoteDisconnected as exc:  # closed with no reply: a retry may get one
+        raise TransientError(redact(f"{type(exc).__name__}: {exc}", *secrets)) from None
+    except (http.client.BadStatusLine, http.client.LineTooLong) as exc:  # not an HTTP server (a wrong port?)
+        raise PermanentError(redact(f"the reply is not HTTP ({type(exc).__name__}: {exc})", *secrets)[:300]) from None
     except (OSError, http.client.HTTPException) as exc:
         raise TransientError(redact(f"{type(exc).__name__}: {exc}", *secrets)) from None
     except ValueError as exc:  # not an http(s) URL

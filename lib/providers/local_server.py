@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -132,10 +133,40 @@ def _to_text(lm: LocalLM, inputs: Any, system_prompt: str | None = None) -> str:
     return lm.chat_text(chat_messages(inputs, system_prompt))
 
 
-class _Server(ThreadingHTTPServer):
+class KeepAliveServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose ``server_close`` also ends the connections its clients keep open: a
+    client's next request on one then fails at once (refused), where it would wait out its timeout for
+    a server that no longer answers."""
+
     # socketserver's listen backlog is 5: of 16 clients connecting at once, the kernel drops some
     # connection attempts and their clients retry a second later, too late for the batch they were meant for
     request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._open_lock:
+            kept = list(self._open)
+        for sock in kept:  # its handler, waiting for the next request, reads the end and closes it
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class LocalEndpoint:
@@ -196,8 +227,7 @@ class LocalEndpoint:
                     details["prefill"] = result["prefill"]
                 self._reply(200, [{"generated_text": result["generated_text"], "details": details}])
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = KeepAliveServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"endpoint-{name}", daemon=True)
