@@ -1,4 +1,4 @@
-"""Real HTTP servers on 127.0.0.1 that misbehave the way model servers do (stdlib only)."""
+"""Real HTTP servers on 127.0.0.1 that misbehave the way model servers do."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from lib.providers.local_server import send_json
 
 
 @contextmanager
@@ -22,13 +24,7 @@ def chat_server(answer: Callable[[int, dict, dict], tuple[int, dict]]) -> Iterat
             with lock:
                 count[0] += 1
                 n = count[0]
-            status, payload = answer(n, dict(self.headers), body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, *answer(n, dict(self.headers), body))
 
         def log_message(self, *args: object) -> None:
             pass

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from lib.engine.invokers import PermanentError, TransientError, post_json
-from lib.providers.local_server import KeepAliveServer
+from lib.providers.local_server import KeepAliveServer, send_json
 
 
 @contextmanager
@@ -52,13 +52,7 @@ def counting_server(keep_alive: bool = True, idle_s: float | None = None, tls: t
                 seen["connections"].add(self.client_address)
                 seen["requests"] += 1
                 seen["paths"].append(self.path)
-            status = body.get("status", 200)
-            data = json.dumps({"echo": body.get("n")}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, body.get("status", 200), {"echo": body.get("n")})
 
         def log_message(self, *args: object) -> None:
             pass

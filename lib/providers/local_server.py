@@ -133,6 +133,16 @@ def _to_text(lm: LocalLM, inputs: Any, system_prompt: str | None = None) -> str:
     return lm.chat_text(chat_messages(inputs, system_prompt))
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
+    """Reply to the request ``handler`` is serving with ``payload`` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class KeepAliveServer(ThreadingHTTPServer):
     """A threaded HTTP server whose ``server_close`` also ends the connections its clients keep open: a
     client's next request on one then fails at once (refused), where it would wait out its timeout for
@@ -185,12 +195,7 @@ class LocalEndpoint:
                 pass
 
             def _reply(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path == "/ping":
