@@ -6,15 +6,17 @@ reuses it for as long as the server allows. Before a kept connection is reused i
 server has closed (or that holds bytes nobody asked for) is dropped, and a new one made. A request is
 sent again only when sending it on a kept connection failed; once it has gone out, a failure is the
 caller's to retry (the server may have begun on it). Where a proxy is set for the URL
-(``HTTPS_PROXY``/``HTTP_PROXY``, outside ``NO_PROXY``), the request goes through urllib, which honours
-it. Redirects are never followed: a 3xx comes back as it is (urllib would resend our headers, an
-Authorization included, wherever it points).
+(``HTTPS_PROXY``/``HTTP_PROXY``, outside ``NO_PROXY``; never for this machine's own servers), the
+request goes through urllib, which honours it, on a new connection each time. Redirects are never
+followed: a 3xx comes back as it is (urllib would resend our headers, an Authorization included,
+wherever it points).
 """
 
 from __future__ import annotations
 
 import functools
 import http.client
+import ipaddress
 import os
 import select
 import socket
@@ -45,7 +47,7 @@ class Reply:
 class _Target:
     scheme: str
     host: str
-    port: int | None
+    port: int
     path: str
     proxied: bool
 
@@ -57,8 +59,21 @@ def _target(url: str, proxy_settings: tuple[str | None, ...]) -> _Target:
     if scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    proxied = scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parts.hostname)
-    return _Target(scheme, parts.hostname, parts.port, path, proxied)
+    # a proxy cannot reach this machine's own servers (the local endpoints)
+    proxied = (scheme in urllib.request.getproxies() and not _loopback(parts.hostname)
+               and not urllib.request.proxy_bypass(parts.hostname))
+    # the port always given: http.client would read "::1" as host ":" and port 1
+    return _Target(scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80), path, proxied)
+
+
+def _loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -104,6 +119,8 @@ def _unusable(sock: socket.socket) -> bool:
     or sent bytes that answer nothing of ours. Either way it must not carry the next request."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
+    if not hasattr(select, "poll"):  # Windows
+        return bool(select.select([sock], [], [], 0)[0])
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))

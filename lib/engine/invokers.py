@@ -109,6 +109,8 @@ def post_json(url: str, body: Any, headers: dict[str, str], timeout: float, secr
         raise TransientError(redact(f"{type(exc).__name__}: {exc}", *secrets)) from None
     except (http.client.BadStatusLine, http.client.LineTooLong) as exc:  # not an HTTP server (a wrong port?)
         raise PermanentError(redact(f"the reply is not HTTP ({type(exc).__name__}: {exc})", *secrets)[:300]) from None
+    except http.client.InvalidURL as exc:  # a space in the path, a port that is not a number, ...
+        raise PermanentError(redact(f"not a valid URL: {exc}", *secrets)) from None
     except (OSError, http.client.HTTPException) as exc:
         raise TransientError(redact(f"{type(exc).__name__}: {exc}", *secrets)) from None
     except ValueError as exc:  # not an http(s) URL

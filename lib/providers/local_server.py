@@ -143,7 +143,7 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> Non
     handler.wfile.write(data)
 
 
-class KeepAliveServer(ThreadingHTTPServer):
+class ClosingHTTPServer(ThreadingHTTPServer):
     """A threaded HTTP server whose ``server_close`` also ends the connections its clients keep open: a
     client's next request on one then fails at once (refused), where it would wait out its timeout for
     a server that no longer answers."""
@@ -194,18 +194,15 @@ class LocalEndpoint:
             def log_message(self, *args: Any) -> None:  # quiet: progress is shown by the evaluate step
                 pass
 
-            def _reply(self, code: int, body: Any) -> None:
-                send_json(self, code, body)
-
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path == "/ping":
-                    self._reply(200, {"status": "ok", "model": endpoint.name})
+                    send_json(self, 200, {"status": "ok", "model": endpoint.name})
                 else:
-                    self._reply(404, {"error": "not found"})
+                    send_json(self, 404, {"error": "not found"})
 
             def do_POST(self) -> None:  # noqa: N802
                 if self.path != "/invocations":
-                    self._reply(404, {"error": "not found"})
+                    send_json(self, 404, {"error": "not found"})
                     return
                 try:
                     body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -220,19 +217,19 @@ class LocalEndpoint:
                     else:
                         text = _to_text(endpoint.lm, body.get("inputs"), params.get("system_prompt"))
                 except (ValueError, TypeError, AttributeError) as exc:
-                    self._reply(400, {"error": f"bad request: {exc}"})
+                    send_json(self, 400, {"error": f"bad request: {exc}"})
                     return
                 try:
                     result = endpoint.batcher.submit(text, gen).result(timeout=600)
                 except Exception as exc:  # the model failed: a 500, as a real container would answer
-                    self._reply(500, {"error": f"{type(exc).__name__}: {exc}"})
+                    send_json(self, 500, {"error": f"{type(exc).__name__}: {exc}"})
                     return
                 details = {"prompt_tokens": result["prompt_tokens"], "generated_tokens": result["generated_tokens"]}
                 if "prefill" in result:
                     details["prefill"] = result["prefill"]
-                self._reply(200, [{"generated_text": result["generated_text"], "details": details}])
+                send_json(self, 200, [{"generated_text": result["generated_text"], "details": details}])
 
-        self.server = KeepAliveServer(("127.0.0.1", 0), Handler)
+        self.server = ClosingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"endpoint-{name}", daemon=True)
