@@ -60,14 +60,15 @@ def _target(url: str, proxy_settings: tuple[str | None, ...]) -> _Target:
         raise ValueError(f"not an http(s) URL: {url}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     # a proxy cannot reach this machine's own servers (the local endpoints)
-    proxied = (scheme in urllib.request.getproxies() and not _loopback(parts.hostname)
+    proxied = (scheme in urllib.request.getproxies() and not is_loopback(parts.hostname)
                and not urllib.request.proxy_bypass(parts.hostname))
     # the port always given: http.client would read "::1" as host ":" and port 1
     return _Target(scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80), path, proxied)
 
 
-def _loopback(host: str) -> bool:
-    host = host.lower().rstrip(".")
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (host or "").strip("[]").lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -9,28 +9,18 @@ the call.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lib.engine.http_post import is_loopback
 from lib.engine.invokers import Answer, PermanentError, TransientError, post_json
 from lib.providers.base import Provider, ProviderConfigError
 from lib.redact import redact
 
 OPENAI_HOST = "api.openai.com"
-
-
-def is_loopback(host: str | None) -> bool:
-    host = (host or "").strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def plain_http_off_machine(url: str) -> bool:
