@@ -318,3 +318,14 @@ def test_https_keeps_its_connection_and_opens_another_once_the_server_closed_it(
         answers.append(_ask(seen["url"], 3))
     assert answers == [{"echo": 1}, {"echo": 2}, {"echo": 3}]
     assert seen["requests"] == 3 and len(seen["connections"]) == 2
+
+
+def test_a_kept_connection_sends_without_nagles_delay():
+    """http.client writes headers and body apart: with Nagle's algorithm on, a kept connection would hold
+    the body back for the server's acknowledgement (40 ms a request where the server delays it). The
+    connections we keep are http.client's, which turns it off."""
+    with counting_server() as seen:
+        assert _ask(seen["url"], 1) == {"echo": 1}
+        kept = [c for c in http_post._local.pool.values() if c.port == seen["server"].server_port]
+        assert kept and kept[0].sock is not None
+        assert kept[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -82,24 +82,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class _NoDelay:
-    """http.client writes a request's headers and its body separately; with Nagle's algorithm on, a kept
-    connection then holds the body back until the server acknowledges the headers (up to 40 ms, where a
-    server delays its acknowledgements)."""
-
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
-
-
-class _HTTPConnection(_NoDelay, http.client.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
-    pass
-
-
 _local = threading.local()
 
 
@@ -108,7 +90,9 @@ def _connection(target: _Target, timeout: float) -> http.client.HTTPConnection:
     key = (target.scheme, target.host, target.port, timeout)
     conn = pool.get(key)
     if conn is None:
-        kind = _HTTPSConnection if target.scheme == "https" else _HTTPConnection
+        # (http.client turns Nagle's algorithm off on each connection it opens: the headers and body it
+        # writes apart are not held back for an acknowledgement)
+        kind = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
         conn = pool[key] = kind(target.host, target.port, timeout=timeout)
     elif conn.sock is not None and _unusable(conn.sock):
         conn.close()  # the next request opens a new one
