@@ -221,6 +221,27 @@ def test_a_long_run_shows_its_disagreements_first_and_counts_every_record(tmp_pa
     assert page(run_report_html(summary, layout)).all("p", id="records-shown") == []  # nothing left out
 
 
+def test_the_per_record_view_is_built_once_for_the_same_files_and_again_when_one_changes(tmp_path):
+    # select writes the page, then register writes it again from the same files: the view is reused
+    from lib.reports import run_page
+
+    summary, layout = make_run(tmp_path, {"a": right("1100"), "b": right("1000")})
+    objectives, order = run_page._objectives(summary), run_page._order(summary)
+    first = run_page._records(summary, layout, objectives, order)
+    assert run_page._records(summary, layout, objectives, order) is first
+    assert run_page._records(summary, layout, objectives, order, shown_up_to=1) is not first
+    first = run_page._records(summary, layout, objectives, order)
+    # b's scores rewritten with a record now right, the file the same size: the page shows the change
+    scores = storage.read_jsonl(layout.scores("b", "factual_knowledge"))
+    before = len(Path(layout.scores("b", "factual_knowledge")).read_bytes())
+    scores[1].update(factual_knowledge=1.0, factual_knowledge_quasi_exact=1.0)
+    storage.write_jsonl(layout.scores("b", "factual_knowledge"), scores)
+    assert len(Path(layout.scores("b", "factual_knowledge")).read_bytes()) == before
+    again = run_page._records(summary, layout, objectives, order)
+    assert again is not first and first["disagree"] == 1 and again["disagree"] == 0
+    assert [m["wrong"] for m in again["models"]] == [2, 2]
+
+
 def test_identical_charts_are_collapsed_and_constant_metrics_get_a_line(tmp_path):
     extra = {"a": {"qa_accuracy": {"f1_score": 0.4, "exact_match_score": 0.5, "quasi_exact_match_score": 0.5,
                                    "precision_over_words": 0.3}},
