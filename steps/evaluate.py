@@ -12,6 +12,7 @@ from lib.aws import aws_name, derived_endpoint_name
 from lib.decide.status import DEFAULT_MAX_ERROR_RATE, model_status
 from lib.engine.cache import OutputCache
 from lib.engine.invoke import InvocationStats, RetryPolicy, Spend, StoredRows, ask_records
+from lib.engine.score import score_together
 from lib.providers import get_provider
 from lib.run.layout import RunLayout
 from lib.run.records import FAILED, INTERRUPTED, ModelResult
@@ -211,13 +212,17 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
         say(result.error)
     if stats.records and stats.errors == stats.records:
         return result  # nothing to score: every answer is an error
-    for algorithm in algorithms:
-        # a kind that calls a model of its own (a judge) gets this step's context
-        scorer = scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say,
-                                        "spend": spend})
+    # a kind that calls a model of its own (a judge) gets this step's context
+    scorers = [scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say,
+                                      "spend": spend}) for algorithm in algorithms]
+    together = score_stored(algorithms, scorers, layout.outputs(name),
+                            [layout.scores(name, a["eval_name"]) for a in algorithms])
+    for i, (algorithm, scorer) in enumerate(zip(algorithms, scorers, strict=True)):
         limit = algorithm.get("num_records")  # scored on the first N records when set
         scores_uri = layout.scores(name, algorithm["eval_name"])
-        if scorer.needs_model:
+        if i in together:
+            scored = together[i]
+        elif scorer.needs_model:
             scored = scorer.score_with_model(provider.invoker(model, deployment), dataset, invoke,
                                              limit or stats.records)
             scored.pop("lowest", None)  # kept from its own rows, not the answers the page shows
@@ -248,6 +253,26 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
         result.status = FAILED
         result.error = "; ".join(f"{k} not scored: {v}" for k, v in result.algorithm_errors.items())
     return result
+
+
+def score_stored(algorithms: list[dict[str, Any]], scorers: list[Any], outputs_uri: str,
+                 scores_uris: list[str]) -> dict[int, dict[str, Any]]:
+    """The results of the algorithms (by their index) whose scorers take the stored answers one at a time
+    (`scoring`): scored together, the answers read once for all of them, each one's per-record scores
+    written to its file of ``scores_uris``. The others are scored one by one afterwards."""
+    scorings = {i: scorer.scoring(scores_uris[i], algorithm.get("num_records"))
+                for i, (algorithm, scorer) in enumerate(zip(algorithms, scorers, strict=True))
+                if not scorer.needs_model and hasattr(scorer, "scoring")}
+    score_together(StoredRows(outputs_uri), list(scorings.values()))
+    done: dict[int, dict[str, Any]] = {}
+    try:
+        for i, scoring in scorings.items():
+            done[i] = scoring.finish()
+    except BaseException:
+        for scoring in scorings.values():
+            scoring.abort()  # those not finished leave nothing behind
+        raise
+    return done
 
 
 def evaluate_again(step: str, recipe: dict[str, Any], name: str, dataset: dict[str, Any],

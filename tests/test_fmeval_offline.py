@@ -180,3 +180,27 @@ def test_semantic_robustness_algorithms_run_offline_through_fmeval_evaluate(tmp_
             assert result["error"] is None, result["error"]
             assert scores <= set(result["scores"]) and not any("bertscore" in s for s in result["scores"])
             assert any(note in n for n in result["notes"]), result["notes"]
+
+
+@pytest.mark.parametrize("labels", [["Paris", "London"], ["1", "2"], None])
+def test_classification_accuracy_scores_as_fmevals_evaluate_sample(labels):
+    # its transform pipeline is built once, not per record as evaluate_sample builds it: same scores
+    from fmeval.eval_algorithms.classification_accuracy import ClassificationAccuracy, ClassificationAccuracyConfig
+
+    from lib.scorers.fmeval_scorer import record_scorer
+
+    spec = algorithm("ClassificationAccuracy", valid_labels=labels)
+    if labels is None:
+        spec["options"] = {}
+    ours, _ = record_scorer(spec)
+    theirs = ClassificationAccuracy(ClassificationAccuracyConfig(valid_labels=labels))
+    pairs = [("Paris", "Paris"), ("paris", "Paris"), ("London", "Paris"), ("It is Paris.", "Paris"),
+             ("2", "1"), ("1", "1"), ("", "London"), ("Berlin", "Berlin")]
+    for output, target in pairs:
+        try:
+            want = {s.name: float(s.value) for s in theirs.evaluate_sample(target, output) if s.value is not None}
+        except Exception as exc:  # without labels: refused, and ours refuses the same way
+            with pytest.raises(type(exc)):
+                ours("q", target, output)
+            continue
+        assert ours("q", target, output) == want

@@ -101,6 +101,75 @@ def test_streamed_scores_are_written_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.jsonl"]  # no temp file left
 
 
+def _algorithms(write_config) -> list[dict]:
+    """Three algorithms as a config gives them: two of fmeval's (one on the first 5 records) and a custom one
+    that raises on one record."""
+    from conftest import base_config
+
+    from lib.config import load_config
+
+    config = base_config()
+    config["algorithms"] = [
+        {"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"},
+        {"algorithm": "QAAccuracy", "target_output_delimiter": "<OR>", "num_records": 5},
+        {"algorithm": "CustomScorer", "scorer": "test_custom_scorers:KeywordScorer", "config": {"word": "ye"}}]
+    return load_config(write_config(config)).evaluation["algorithms"]
+
+
+def test_algorithms_scored_together_equal_each_scored_alone(tmp_path, write_config):
+    # the evaluate step reads the answers once for every algorithm that scores them (`score_stored`)
+    from lib.scorers import scorer_for
+    from steps.evaluate import score_stored
+
+    algorithms = _algorithms(write_config)
+    answers = tmp_path / "outputs.jsonl"
+    storage.write_jsonl(str(answers), rows_with([None, "no", "yes", "boom", "yep", None, "Yes.", "no", "yes"]))
+    scorers = [scorer_for(a) for a in algorithms]
+    together = score_stored(algorithms, scorers, str(answers), [str(tmp_path / f"{i}.jsonl") for i in range(3)])
+    assert sorted(together) == [0, 1, 2]
+    for i, (algorithm, scorer) in enumerate(zip(algorithms, scorers, strict=True)):
+        alone = scorer.score(StoredRows(str(answers), algorithm.get("num_records")), out=str(tmp_path / f"a{i}.jsonl"))
+        assert together[i] == alone
+        assert (tmp_path / f"{i}.jsonl").read_text() == (tmp_path / f"a{i}.jsonl").read_text()
+    assert together[1]["records"] == 5 and together[0]["records"] == together[2]["records"] == 9
+    assert together[2]["raised"] == 1 and together[0]["scores"]["factual_knowledge"] == round(3 / 9, 6)
+
+
+def test_algorithms_scored_together_leave_no_file_changed_when_a_row_cannot_be_scored(tmp_path, write_config):
+    from lib.scorers import scorer_for
+    from steps.evaluate import score_stored
+
+    algorithms = _algorithms(write_config)
+    answers = tmp_path / "outputs.jsonl"
+    storage.write_jsonl(str(answers), rows_with(["yes", "no"]) + [{"output": "yes", "error": None}])  # no id
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "scores" / "0.jsonl").write_text('{"id": "before"}\n')
+    with pytest.raises(KeyError):
+        score_stored(algorithms, [scorer_for(a) for a in algorithms], str(answers),
+                     [str(tmp_path / "scores" / f"{i}.jsonl") for i in range(3)])
+    assert (tmp_path / "scores" / "0.jsonl").read_text() == '{"id": "before"}\n'  # as it was
+    assert [p.name for p in (tmp_path / "scores").iterdir()] == ["0.jsonl"]  # no temp file, no new file
+
+
+def test_algorithms_scored_together_leave_no_temp_file_when_one_cannot_be_put_in_place(tmp_path, write_config):
+    from lib.scorers import scorer_for
+    from lib.storage import StorageError
+    from steps.evaluate import score_stored
+
+    algorithms = _algorithms(write_config)
+    answers = tmp_path / "outputs.jsonl"
+    storage.write_jsonl(str(answers), rows_with(["yes", "no"]))
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "scores" / "2.jsonl").mkdir()  # a folder where the third file should go
+    with pytest.raises(StorageError):
+        score_stored(algorithms, [scorer_for(a) for a in algorithms], str(answers),
+                     [str(tmp_path / "scores" / f"{i}.jsonl") for i in range(3)])
+    # each file whole or absent (the two before it were finished), none half written, no temp file left
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["0.jsonl", "1.jsonl", "2.jsonl"]
+    assert [r["id"] for r in storage.read_jsonl(str(tmp_path / "scores" / "0.jsonl"))] == ["r0", "r1"]
+    assert not any((tmp_path / "scores" / "2.jsonl").iterdir())
+
+
 def test_an_algorithm_page_from_streamed_files_shows_the_ten_lowest(tmp_path):
     rows = [{"id": f"r{i}", "prompt": f"Q{i}", "target_output": "t", "output": f"a{i}", "error": None}
             for i in range(40)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 import statistics
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib import storage
@@ -128,64 +128,115 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
     name, and the records with their prompt, target and answer as ``rows`` have them), for the algorithm's
     page, which then reads neither file again; NaN scores are left out of it.
     """
-    result = empty_result(algorithm, notes=notes)
-    failed_value = 0.0 if failed_counts_as_zero else None
-    tally = Tally(failed_value)
-    counts = {"records": 0, "raised": 0}
-    first_error: list[str] = []
+    scoring = RowScoring(algorithm, scorer, notes, failed_counts_as_zero, by_row, details, out)
+    score_together(rows, [scoring])
+    return scoring.finish()
 
-    lowest = Lowest()
-    failed_first: list[dict[str, Any]] = []  # failed before the first score name was known (at most shown)
 
-    def shown(row: dict[str, Any], value: float) -> None:
+def score_together(rows: Iterable[dict[str, Any]], scorings: list[RowScoring]) -> None:
+    """Give each row to every scoring, in order: the answers read once for every algorithm that scores
+    them. Nothing is left of any of them when one fails (a file half written, or a row that cannot be
+    read)."""
+    try:
+        for row in rows:
+            for scoring in scorings:
+                scoring.add(row)
+    except BaseException:
+        for scoring in scorings:
+            scoring.abort()
+        raise
+
+
+class RowScoring:
+    """`score_rows`, given the rows one at a time: `add` each (in record order), then `finish` for the
+    result. ``limit``: only the first N rows are scored (the algorithm's ``num_records``); ``then``: the
+    scorer's own last word on the result (a note, or an error when no record could be scored).
+    `RowScoring.unavailable` is one that scores nothing and says why."""
+
+    def __init__(self, algorithm: dict[str, Any], scorer: RecordScorer | RowScorer | None,
+                 notes: list[str] | None = None, failed_counts_as_zero: bool = True, by_row: bool = False,
+                 details: Callable[[dict[str, Any]], dict[str, Any]] | None = None, out: str | None = None,
+                 limit: int | None = None, then: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self.result = empty_result(algorithm, notes=notes)
+        self._then = then  # what the scorer makes of the result, once finished
+        self._scorer, self._by_row, self._details, self._limit = scorer, by_row, details, limit
+        self._failed_value = 0.0 if failed_counts_as_zero else None
+        self._tally = Tally(self._failed_value)
+        self._records = self._raised = 0
+        self._first_error: str | None = None
+        self._lowest = Lowest()
+        self._failed_first: list[dict[str, Any]] = []  # failed before the first score's name was known
+        self._kept: list[dict[str, Any]] = []  # the entries, without ``out``
+        self._written_with: set[int] = set()  # how many names there were when failed records were written
+        self._out = out
+        self._writer = storage.JsonlWriter(out) if out is not None and scorer is not None else None
+
+    @classmethod
+    def unavailable(cls, algorithm: dict[str, Any], error: str, notes: list[str] | None = None) -> RowScoring:
+        scoring = cls(algorithm, None, notes)
+        scoring.result["error"] = error
+        return scoring
+
+    def _shown(self, row: dict[str, Any], value: float) -> None:
         if math.isnan(value):
             return
-        lowest.add(value, {"id": row["id"], "prompt": row.get("prompt", row["id"]),
-                           "target": row.get("target_output", ""), "output": row.get("output", ""),
-                           "score": value})
+        self._lowest.add(value, {"id": row["id"], "prompt": row.get("prompt", row["id"]),
+                                 "target": row.get("target_output", ""), "output": row.get("output", ""),
+                                 "score": value})
 
-    def entries() -> Iterator[dict[str, Any]]:
-        for row in rows:
-            counts["records"] += 1
-            entry = _entry(row, scorer, by_row, details, tally)
-            if failed_first and tally.names:  # the first score's name is known: those failed before it go first
-                for earlier in failed_first:
-                    shown(earlier, failed_value)  # type: ignore[arg-type]
-                failed_first.clear()
-            if entry.get("failed"):
-                tally.fail()
-                if "error" in entry:
-                    counts["raised"] += 1
-                    first_error[:1] = first_error[:1] or [entry["error"]]
-                entry.update(dict.fromkeys(tally.names, failed_value))  # the names known so far
-                if failed_value is not None:
-                    if tally.names:
-                        shown(row, failed_value)
-                    elif len(failed_first) < LOWEST_SHOWN:
-                        failed_first.append(row)
-            elif tally.names and entry.get(tally.names[0]) is not None:
-                shown(row, entry[tally.names[0]])
-            yield entry
+    def add(self, row: dict[str, Any]) -> None:
+        if self._scorer is None or (self._limit is not None and self._records >= self._limit):
+            return
+        self._records += 1
+        tally, failed_value = self._tally, self._failed_value
+        entry = _entry(row, self._scorer, self._by_row, self._details, tally)
+        if self._failed_first and tally.names:  # the first score's name is known: those failed before it go first
+            for earlier in self._failed_first:
+                self._shown(earlier, failed_value)  # type: ignore[arg-type]
+            self._failed_first.clear()
+        if entry.get("failed"):
+            tally.fail()
+            if "error" in entry:
+                self._raised += 1
+                self._first_error = self._first_error or entry["error"]
+            entry.update(dict.fromkeys(tally.names, failed_value))  # the names known so far
+            if failed_value is not None:
+                if tally.names:
+                    self._shown(row, failed_value)
+                elif len(self._failed_first) < LOWEST_SHOWN:
+                    self._failed_first.append(row)
+            self._written_with.add(len(tally.names))
+        elif tally.names and entry.get(tally.names[0]) is not None:
+            self._shown(row, entry[tally.names[0]])
+        if self._writer is not None:
+            self._writer.write(entry)
+        else:
+            self._kept.append(entry)
 
-    if out is None:
-        result["per_record"] = [_filled(e, tally.names, failed_value) for e in list(entries())]
-    else:
-        written_with: set[int] = set()  # how many names there were when failed records were written
-        with storage.JsonlWriter(out) as writer:
-            for entry in entries():
-                if entry.get("failed"):
-                    written_with.add(len(tally.names))
-                writer.write(entry)
-        if written_with and min(written_with) < len(tally.names):
-            # a failed record came before a score name first appeared: it gets that name too, as in a list
-            storage.write_jsonl(out, (_filled(e, tally.names, failed_value) for e in storage.iter_jsonl(out)))
-    result["scores"] = tally.means()
-    result["records"] = counts["records"]
-    result["failed_records"] = tally.failed
-    result["raised"] = counts["raised"]
-    result["first_error"] = first_error[0] if first_error else None
-    result["lowest"] = {"score": tally.names[0] if tally.names else None, "records": lowest.items()}
-    return result
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+    def finish(self) -> dict[str, Any]:
+        """The result (`score_rows`'), once every row was added; the per-record file is then in place."""
+        result, tally, failed_value = self.result, self._tally, self._failed_value
+        if self._scorer is None:
+            return result
+        if self._writer is not None:
+            self._writer.close()
+            if self._written_with and min(self._written_with) < len(tally.names):
+                # a failed record came before a score name first appeared: it gets that name too, as in a list
+                storage.write_jsonl(self._out, (_filled(e, tally.names, failed_value)  # type: ignore[arg-type]
+                                                for e in storage.iter_jsonl(self._out)))  # type: ignore[arg-type]
+        else:
+            result["per_record"] = [_filled(e, tally.names, failed_value) for e in self._kept]
+        result["scores"] = tally.means()
+        result["records"] = self._records
+        result["failed_records"] = tally.failed
+        result["raised"] = self._raised
+        result["first_error"] = self._first_error
+        result["lowest"] = {"score": tally.names[0] if tally.names else None, "records": self._lowest.items()}
+        return self._then(result) if self._then is not None else result
 
 
 def _entry(row: dict[str, Any], scorer: RecordScorer | RowScorer, by_row: bool,

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib import storage
-from lib.engine.score import empty_result, score_rows
+from lib.engine.score import RowScoring, empty_result, score_together
 from lib.scorers import ScorerConfigError
 from lib.scorers.presets import DEFAULT_DELIMITER, PRESETS
 
@@ -130,12 +130,19 @@ class CustomScorer:
         return lambda record: target(record, **kwargs)
 
     def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
+        scoring = self.scoring(out)
+        score_together(rows, [scoring])
+        return scoring.finish()
+
+    def scoring(self, out: str | None = None, limit: int | None = None) -> RowScoring:
+        """`score`, given the rows one at a time (`lib.engine.score.score_together`)."""
         try:
             fn = self._function()
         except ScorerConfigError as exc:
-            return empty_result(self.algorithm, error=str(exc))
+            return RowScoring.unavailable(self.algorithm, str(exc))
         except Exception as exc:  # the class's constructor
-            return empty_result(self.algorithm, error=f"the scorer could not be built: {type(exc).__name__}: {exc}")
+            return RowScoring.unavailable(self.algorithm,
+                                          f"the scorer could not be built: {type(exc).__name__}: {exc}")
         delimiter = self.algorithm["options"].get("target_output_delimiter") or DEFAULT_DELIMITER
         name = self.algorithm["eval_name"]
 
@@ -146,13 +153,15 @@ class CustomScorer:
                       "metadata": {"id": row["id"], "prompt": row.get("prompt"), "latency_s": row.get("latency_s")}}
             return _as_scores(fn(record), name)
 
-        result = score_rows(self.algorithm, rows, one, by_row=True, out=out)
-        raised, first = result["raised"], result["first_error"]
-        if raised and result["failed_records"] == result["records"]:
-            if out is not None:
-                storage.remove(out)  # not scored: no per-record file either
-            return empty_result(self.algorithm, error=f"every record raised (first: {first})")
-        if raised:
-            result["notes"].append(f"{raised} of {result['records']} records raised in the scorer and score 0 "
-                                   f"(first: {first[:200]})")
-        return result
+        def then(result: dict[str, Any]) -> dict[str, Any]:
+            raised, first = result["raised"], result["first_error"]
+            if raised and result["failed_records"] == result["records"]:
+                if out is not None:
+                    storage.remove(out)  # not scored: no per-record file either
+                return empty_result(self.algorithm, error=f"every record raised (first: {first})")
+            if raised:
+                result["notes"].append(f"{raised} of {result['records']} records raised in the scorer and score 0 "
+                                       f"(first: {first[:200]})")
+            return result
+
+        return RowScoring(self.algorithm, one, by_row=True, out=out, limit=limit, then=then)
