@@ -20,6 +20,10 @@ from typing import Any
 
 from lib.errors import UserError
 
+# One encoder for every JSON Lines row: `json.dumps(row, default=str)` builds a new encoder per call, which
+# was half the cost of a row (3 of 6.7 us); the same text.
+line_of = json.JSONEncoder(default=str).encode
+
 
 class StorageError(UserError):
     """The storage refused a write: ``cannot write <path>: <reason>`` (or ``cannot copy``, ``cannot remove``).
@@ -248,7 +252,7 @@ class JsonlWriter:
                 raise StorageError(uri, _reason(exc, uri, self._prefix)) from exc
 
     def write(self, row: dict) -> None:
-        data = (json.dumps(row, default=str) + "\n").encode("utf-8")
+        data = (line_of(row) + "\n").encode("utf-8")
         self.rows += 1
         if not self._remote:
             try:
@@ -497,7 +501,7 @@ class JsonlAppender:
         self._last_part = time.monotonic()
 
     def append(self, row: dict) -> None:
-        line = json.dumps(row, default=str)
+        line = line_of(row)
         if self._remote:
             with self._lock:
                 self._rows.append(line)

@@ -120,7 +120,7 @@ def _parse(line: bytes | str) -> tuple[str, dict[str, Any]] | None:
 
 
 def _line(key: str, value: dict[str, Any]) -> bytes:
-    return (json.dumps({"key": key, "value": value}, default=str) + "\n").encode("utf-8")
+    return (storage.line_of({"key": key, "value": value}) + "\n").encode("utf-8")
 
 
 class _LocalSetup:

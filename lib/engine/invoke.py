@@ -215,6 +215,7 @@ def ask_records(
     finished, failures = 0, 0
     step = max(1, total // 10)
     track = getattr(progress, "track", None)  # a step's `lib.progress.Reporter`: the display paces itself
+    track_every = max(1, total // 1000)  # told each thousandth of the records, and each failure (a lock each)
     window: deque[tuple[Future, bool]] = deque()  # (the row to come, whether it is an earlier run's)
     ahead = max(AHEAD, 64 * max_concurrency)
 
@@ -315,7 +316,8 @@ def ask_records(
                 stopped.append(why)
                 progress(f"stopped asking: {why}")
         if track:
-            track(done=finished, errors=failures)
+            if finished % track_every == 0 or finished == total or row["error"] is not None:
+                track(done=finished, errors=failures)
         elif finished % step == 0 or finished == total:
             progress(f"{finished}/{total} records")
 
