@@ -204,3 +204,24 @@ def test_classification_accuracy_scores_as_fmevals_evaluate_sample(labels):
                 ours("q", target, output)
             continue
         assert ours("q", target, output) == want
+
+
+def test_qa_accuracy_with_its_normalisation_memoised_scores_as_fmevals_own(monkeypatch):
+    # fmeval's QAAccuracy normalises the same texts once per metric; ours remembers the last few: same scores
+    from fmeval.eval_algorithms import qa_accuracy
+
+    from lib.scorers.fmeval_scorer import record_scorer
+
+    ours, _ = record_scorer(algorithm("QAAccuracy", target_output_delimiter="<OR>"))
+    assert hasattr(qa_accuracy.normalize_text_quac_protocol, "cache_info")  # the memo is what is tested here
+    texts = ["Paris", "paris.", "The capital is Paris!", "an apple a day", "Rome<OR>Roma", "  Roma ", "",
+             "Ça va, Élodie?", "ça va élodie", "the the the", "Lyon<OR>Paris<OR>the Paris", "a"]
+    pairs = [(o, t) for o in texts for t in texts if "<OR>" not in o]
+    got = [ours("q", t, o) for o, t in pairs]
+    original = qa_accuracy.normalize_text_quac_protocol.__wrapped__
+    monkeypatch.setattr(qa_accuracy, "normalize_text_quac_protocol", original)
+    transform = qa_accuracy.QAAccuracyScores(target_output_delimiter="<OR>")
+    names = qa_accuracy.QA_ACCURACY_SCORE_NAMES
+    want = [{n: float(transform({"target_output": t, "model_output": o})[n]) for n in names} for o, t in pairs]
+    assert got == want
+    assert any(g["quasi_exact_match_score"] != g["exact_match_score"] for g in got)  # normalising mattered

@@ -8,6 +8,7 @@ for `evaluate()` on 2,000 (Ray start-up and stages).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import threading
@@ -74,6 +75,7 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
     if name == "QAAccuracy":
         # The full algorithm adds BERTScore, whose model comes from the Hub. fmeval's own transform
         # computes the other five scores exactly as QAAccuracy does.
+        _normalise_once(module)
         transform = module.QAAccuracyScores(
             target_output_delimiter=algorithm["options"].get("target_output_delimiter", "<OR>"))
         names = list(module.QA_ACCURACY_SCORE_NAMES)
@@ -92,6 +94,16 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
         return {k: v for k, v in score(model_input, target, output).items() if k not in unavailable}
 
     return available, notes
+
+
+def _normalise_once(module: Any) -> None:
+    """QAAccuracy's five metrics each normalise the answer and the target (fmeval's
+    `normalize_text_quac_protocol`, a pure function of the text): eight times a record for the same two
+    texts, half its cost. The module's own name for it becomes a memo of it, holding the last few texts, so
+    each is normalised once a record; every score is the same."""
+    normalise = module.normalize_text_quac_protocol
+    if not hasattr(normalise, "cache_info"):
+        module.normalize_text_quac_protocol = functools.lru_cache(maxsize=16)(normalise)
 
 
 def _construct(algorithm: dict[str, Any], module: Any) -> Any:
