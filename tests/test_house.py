@@ -36,6 +36,23 @@ def test_records_round_trip_through_json():
     assert ModelResult.from_dict({"model": "m", "status": "failed", "from_the_future": 1}).status == "failed"
 
 
+def test_a_registration_as_a_dict_is_a_copy_equal_to_asdict():
+    # its per_record (a number per record) is copied whole rather than value by value, as asdict copies it
+    from dataclasses import asdict
+
+    record = Registration("succeeded", model="m", version=2, metrics={"qa": {"f1": 0.5}}, created=[{"arn": "a"}],
+                          deployment={"environment": {"K": "v"}}, per_record={f"r{i}": i / 7 for i in range(50)},
+                          recipe={"model": {"name": "m", "invoke": {"inference_parameters": {"top_p": 0.9}}}})
+    data = record.to_dict()
+    assert data == {k: v for k, v in asdict(record).items() if v is not None}
+    assert "error" not in data and data["per_record"]["r7"] == 1.0
+    data["per_record"]["r0"] = 9.0
+    data["recipe"]["model"]["invoke"]["inference_parameters"]["top_p"] = 0.1
+    data["created"].append({"arn": "b"})
+    assert record.per_record["r0"] == 0.0 and record.created == [{"arn": "a"}]  # the record is untouched
+    assert record.recipe["model"]["invoke"]["inference_parameters"]["top_p"] == 0.9
+
+
 def test_layout_knows_every_path_local_and_s3(tmp_path):
     s3 = RunLayout.resolve(s3_root_template("s3://b/pre/pipe"), "exec-1")
     assert s3.root == "s3://b/pre/pipe/runs/exec-1" and s3.is_remote
