@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     local_executor.configure_threads(local["max_workers"])
+    # The cyclic collector at its default pace ran 440 times in a 10,000-record run, mostly over answer
+    # rows that die young, and scanned every imported module three times: 0.21-0.30 s of the run. Started
+    # every 20,000 new objects rather than every 700: 0.14 s, 13 times, and never a full scan.
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
     # a terminal gets one live table of the steps; a CI log or a pipe gets plain lines
     live = progress.LiveDisplay([s.name for s in plan.steps]) if progress.live_display_wanted() else None
     progress.use(live)
