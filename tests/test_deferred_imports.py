@@ -1,5 +1,5 @@
-"""fmeval's algorithms import without torch, transformers, Hugging Face `evaluate`, Ray, scikit-learn and SciPy's
-statistics (#16 goal 2): those load only when an algorithm uses them, and then work as they always did. Each
+"""fmeval's algorithms import without torch, transformers, Hugging Face `evaluate`, Ray, scikit-learn, SciPy's
+statistics and boto3 (#16 goal 2): those load only when an algorithm uses them, and then work as they always did. Each
 case runs in a fresh interpreter, where nothing has imported them yet."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def algorithm(name, **options):
     return {"name": name, "module": spec.module, "config_class": spec.config_class, "eval_name": spec.eval_name,
             "options": options}
 
-HEAVY = ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util", "sklearn", "scipy.stats")
+HEAVY = ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util", "sklearn", "scipy.stats", "boto3",
+         "botocore")
 
 rows = [{"id": "r0", "model_input": "Capital of France?", "target_output": "paris", "output": "Paris",
          "error": None},
@@ -38,6 +39,13 @@ out["page.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
 import fmeval.eval_algorithms.classification_accuracy as ca
 out["balanced_accuracy"] = float(ca.balanced_accuracy_score(["a", "b", "b"], ["a", "a", "b"]))
 out["balanced.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
+# fmeval's AWS helpers: boto3 on first use, a real session with fmeval's retry settings
+from fmeval.model_runners.util import get_boto_session
+import boto3
+session = get_boto_session("standard", 3)
+out["boto_session"] = [isinstance(session, boto3.session.Session),
+                       session._session.get_default_client_config().retries]
+out["boto.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
 print(json.dumps(out))
 """
 
@@ -59,6 +67,9 @@ def test_the_answer_only_algorithms_and_the_report_cell_never_load_torch():
     assert out["FactualKnowledge.loaded"] == out["QAAccuracy.loaded"] == out["page.loaded"] == []
     assert out["page_has_fmeval_cell"]
     assert out["balanced_accuracy"] == 0.75 and "sklearn" in out["balanced.loaded"]
+    assert "boto3" not in out["balanced.loaded"]  # fmeval's AWS helpers: boto3 too only when used
+    assert out["boto_session"] == [True, {"mode": "standard", "max_attempts": 3}]
+    assert {"boto3", "botocore"} <= set(out["boto.loaded"])
 
 
 def test_an_algorithm_that_needs_them_loads_them_on_first_use_and_scores_as_before():

@@ -1,5 +1,6 @@
 """Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate`, the
-SageMaker SDK, Ray, fmeval's data loaders, scikit-learn and SciPy's statistics until something uses them.
+SageMaker SDK, Ray, fmeval's data loaders, scikit-learn, SciPy's statistics and boto3 until something
+uses them.
 
 fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
 module imports) import torch, transformers and `evaluate` at the top, and its save strategy the
@@ -29,7 +30,9 @@ from contextlib import contextmanager
 from typing import Any
 
 # scikit-learn (with SciPy, 2.3 s here): ClassificationAccuracy's dataset-level scores in `evaluate()`
-HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker", "ray", "fmeval.data_loaders", "sklearn"})
+# boto3 (0.17 s): fmeval's model runners and S3 helpers, for models and datasets of AWS's own
+HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker", "ray", "fmeval.data_loaders", "sklearn",
+                   "boto3", "botocore", "mypy_boto3_bedrock"})
 # nltk, which QAAccuracy imports whole for three functions of `nltk.metrics.scores`, imports SciPy's
 # statistics (a Fisher test in its collocation measures) and scikit-learn (a classifier wrapper) at the
 # top, for parts fmeval never calls
