@@ -216,7 +216,7 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
     scorers = [scorer_for(algorithm, {"model": model, "layout": layout, "cache_root": cache_root, "progress": say,
                                       "spend": spend}) for algorithm in algorithms]
     together = score_stored(algorithms, scorers, layout.outputs(name),
-                            [layout.scores(name, a["eval_name"]) for a in algorithms])
+                            [layout.scores(name, a["eval_name"]) for a in algorithms], say)
     for i, (algorithm, scorer) in enumerate(zip(algorithms, scorers, strict=True)):
         limit = algorithm.get("num_records")  # scored on the first N records when set
         scores_uri = layout.scores(name, algorithm["eval_name"])
@@ -256,13 +256,16 @@ def scored_result(step: str, model: dict[str, Any], deployment: dict[str, Any], 
 
 
 def score_stored(algorithms: list[dict[str, Any]], scorers: list[Any], outputs_uri: str,
-                 scores_uris: list[str]) -> dict[int, dict[str, Any]]:
+                 scores_uris: list[str], say: Callable[[str], None] = lambda message: None
+                 ) -> dict[int, dict[str, Any]]:
     """The results of the algorithms (by their index) whose scorers take the stored answers one at a time
     (`scoring`): scored together, the answers read once for all of them, each one's per-record scores
     written to its file of ``scores_uris``. The others are scored one by one afterwards."""
     scorings = {i: scorer.scoring(scores_uris[i], algorithm.get("num_records"))
                 for i, (algorithm, scorer) in enumerate(zip(algorithms, scorers, strict=True))
                 if not scorer.needs_model and hasattr(scorer, "scoring")}
+    if scorings:
+        say("scoring the answers: " + ", ".join(algorithms[i]["name"] for i in scorings))
     score_together(StoredRows(outputs_uri), list(scorings.values()))
     done: dict[int, dict[str, Any]] = {}
     try:
