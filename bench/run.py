@@ -640,7 +640,8 @@ def bench_orchestration(n: int = 10_000, baseline: str | None = None) -> dict:
           f"{deferred['peak_rss_mb']} MB", flush=True)
     if baseline:
         b, bs = out["baseline"], out["baseline_startup"]
-        print(f"  before ({baseline}): `run` {b['seconds']:.1f}s ({b['seconds'] / plain:.2f}x), start-up "
+        print(f"  before ({baseline}, one run, against the median round's plain client): `run` {b['seconds']:.1f}s "
+              f"({b['seconds'] / plain:.2f}x), start-up "
               f"{bs['seconds']:.1f}s, peak {b['peak_rss_mb']} MB", flush=True)
     return out
 

@@ -124,6 +124,23 @@ def read_text(uri: str) -> str:
     return read_bytes(uri).decode("utf-8")
 
 
+# How many times this process has put a new local file in place of each path, or removed it. With a file's
+# size and mtime it tells whether a file read before is still the one that was read: a rewrite within one
+# clock tick, of the same size, can take the inode the old file had.
+_CHANGES: dict[str, int] = {}
+_CHANGES_LOCK = threading.Lock()
+
+
+def _changed(path: str | Path) -> None:
+    with _CHANGES_LOCK:
+        _CHANGES[str(path)] = _CHANGES.get(str(path), 0) + 1
+
+
+def changes(uri: str) -> int:
+    """How many times this process has replaced or removed the local file ``uri``."""
+    return _CHANGES.get(str(Path(uri)), 0)
+
+
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
     """Write ``data`` to ``uri`` whole or not at all; `StorageError` if the storage refuses."""
     if uri.startswith("s3://"):
@@ -147,6 +164,7 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
             fh.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared and served
         os.replace(tmp, path)
+        _changed(path)
     except BaseException as exc:
         if tmp is not None:
             _remove_quietly(tmp)
@@ -291,6 +309,7 @@ class JsonlWriter:
                 self._fh.close()
                 os.chmod(self._tmp, 0o644)
                 os.replace(self._tmp, self.uri)
+                _changed(Path(self.uri))
                 self._tmp = None
             except OSError as exc:
                 self.abort()
@@ -375,6 +394,7 @@ def remove(uri: str) -> None:
         return
     try:
         os.unlink(uri)
+        _changed(Path(uri))
     except FileNotFoundError:
         pass
     except OSError as exc:

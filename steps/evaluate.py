@@ -264,9 +264,12 @@ def score_stored(algorithms: list[dict[str, Any]], scorers: list[Any], outputs_u
     scorings = {i: scorer.scoring(scores_uris[i], algorithm.get("num_records"))
                 for i, (algorithm, scorer) in enumerate(zip(algorithms, scorers, strict=True))
                 if not scorer.needs_model and hasattr(scorer, "scoring")}
-    if scorings:
-        say("scoring the answers: " + ", ".join(algorithms[i]["name"] for i in scorings))
-    score_together(StoredRows(outputs_uri), list(scorings.values()))
+    if not scorings:
+        return {}
+    say("scoring the answers: " + ", ".join(algorithms[i]["name"] for i in scorings))
+    limits = [algorithms[i].get("num_records") for i in scorings]
+    # read no further than the algorithm scored on the most records wants
+    score_together(StoredRows(outputs_uri, None if None in limits else max(limits)), list(scorings.values()))
     done: dict[int, dict[str, Any]] = {}
     try:
         for i, scoring in scorings.items():

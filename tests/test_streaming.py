@@ -170,6 +170,28 @@ def test_algorithms_scored_together_leave_no_temp_file_when_one_cannot_be_put_in
     assert not any((tmp_path / "scores" / "2.jsonl").iterdir())
 
 
+class Interrupting:
+    """A scorer class whose construction is interrupted (Ctrl-C while it loads what it needs)."""
+
+    def __init__(self, **config) -> None:
+        raise KeyboardInterrupt
+
+
+def test_algorithms_scored_together_leave_no_file_when_one_is_interrupted_while_it_is_built(tmp_path, write_config):
+    from lib.scorers import scorer_for
+    from steps.evaluate import score_stored
+
+    algorithms = _algorithms(write_config)
+    algorithms[2]["options"]["scorer"] = "test_streaming:Interrupting"
+    answers = tmp_path / "outputs.jsonl"
+    storage.write_jsonl(str(answers), rows_with(["yes", "no"]))
+    (tmp_path / "scores").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        score_stored(algorithms, [scorer_for(a) for a in algorithms], str(answers),
+                     [str(tmp_path / "scores" / f"{i}.jsonl") for i in range(3)])
+    assert list((tmp_path / "scores").iterdir()) == []  # the two built before it left nothing
+
+
 def test_an_algorithm_page_from_streamed_files_shows_the_ten_lowest(tmp_path):
     rows = [{"id": f"r{i}", "prompt": f"Q{i}", "target_output": "t", "output": f"a{i}", "error": None}
             for i in range(40)]
@@ -523,3 +545,40 @@ def test_a_line_of_megabytes_reads_back_from_s3(s3):
     storage.write_jsonl(uri, [{"id": "short"}, {"id": "long", "text": "x" * 3_000_000}, {"id": "after"}])
     rows = list(storage.iter_jsonl(uri))
     assert [r["id"] for r in rows] == ["short", "long", "after"] and len(rows[1]["text"]) == 3_000_000
+
+
+class Recorder:
+    """A step's reporter as `lib.progress.Reporter` is one (messages, and ``track`` for the live display):
+    what the ask tells it, kept."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.tracked: list[dict] = []
+
+    def __call__(self, message: str) -> None:
+        self.messages.append(message)
+
+    def track(self, **fields) -> None:
+        self.tracked.append(fields)
+
+
+def test_the_live_display_is_told_every_thousandth_record_each_failure_and_the_last(tmp_path):
+    failing = {17, 18, 1999, 2998}
+
+    def model(prompt: str) -> Answer:
+        if int(prompt.split()[-1]) in failing:
+            raise PermanentError("HTTP 400: not this one")
+        return Answer(f"answer {prompt.split()[-1]}", 3, 2)
+
+    told = Recorder()
+    stats = ask_records(iter(records(3000)), total=3000, invoke=INVOKE, invoker=model, identity="m",
+                        outputs_uri=str(tmp_path / "outputs.jsonl"), cache=None, max_concurrency=4, progress=told)
+    assert stats.errors == 4
+    done = [t for t in told.tracked if "done" in t]
+    assert done[0] == {"total": 3000, "done": 0, "errors": 0}
+    assert done[-1] == {"done": 3000, "errors": 4}  # the last record, with every failure counted
+    # each failure told as it is written (record i is the (i+1)th), the rest every third record (3000 / 1000)
+    assert [t["done"] for t in done if t.get("errors") and t["done"] - 1 in failing] == [18, 19, 2000, 2999]
+    assert [t["errors"] for t in done if t["done"] - 1 in failing] == [1, 2, 3, 4]
+    others = [t["done"] for t in done[1:] if t["done"] - 1 not in failing]
+    assert others == [d for d in range(3, 3001, 3) if d - 1 not in failing]

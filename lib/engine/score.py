@@ -169,7 +169,7 @@ class RowScoring:
         self._kept: list[dict[str, Any]] = []  # the entries, without ``out``
         self._written_with: set[int] = set()  # how many names there were when failed records were written
         self._out = out
-        self._writer = storage.JsonlWriter(out) if out is not None and scorer is not None else None
+        self._writer: storage.JsonlWriter | None = None  # opened with the first row: nothing to leave before
 
     @classmethod
     def unavailable(cls, algorithm: dict[str, Any], error: str, notes: list[str] | None = None) -> RowScoring:
@@ -208,10 +208,12 @@ class RowScoring:
             self._written_with.add(len(tally.names))
         elif tally.names and entry.get(tally.names[0]) is not None:
             self._shown(row, entry[tally.names[0]])
-        if self._writer is not None:
-            self._writer.write(entry)
-        else:
+        if self._out is None:
             self._kept.append(entry)
+            return
+        if self._writer is None:
+            self._writer = storage.JsonlWriter(self._out)
+        self._writer.write(entry)
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -222,7 +224,9 @@ class RowScoring:
         result, tally, failed_value = self.result, self._tally, self._failed_value
         if self._scorer is None:
             return result
-        if self._writer is not None:
+        if self._out is not None:
+            if self._writer is None:  # no row: an empty file, as a list of none
+                self._writer = storage.JsonlWriter(self._out)
             self._writer.close()
             if self._written_with and min(self._written_with) < len(tally.names):
                 # a failed record came before a score name first appeared: it gets that name too, as in a list

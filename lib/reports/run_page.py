@@ -516,8 +516,8 @@ _LAST_VIEW: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
 def _made_from(files: list[str], settings: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """What a view is built from: the settings and each local file's identity (None when one is remote, so
-    never reused). A rewritten file is a new inode (written whole beside it, then renamed over it), an
-    appended one is longer."""
+    never reused): how many times this process has rewritten or removed it (`storage.changes`), and its
+    inode, size and mtime for a change made by another process (an appended file is longer)."""
     ids: list[Any] = [settings]
     for uri in files:
         if storage.is_remote(uri):
@@ -525,11 +525,11 @@ def _made_from(files: list[str], settings: tuple[Any, ...]) -> tuple[Any, ...] |
         try:
             st = os.stat(uri)
         except FileNotFoundError:
-            ids.append((uri, None))
+            ids.append((uri, storage.changes(uri), None))
             continue
         except OSError:
             return None
-        ids.append((uri, st.st_ino, st.st_size, st.st_mtime_ns))
+        ids.append((uri, storage.changes(uri), st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(ids)
 
 

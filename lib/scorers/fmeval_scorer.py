@@ -137,10 +137,13 @@ def _classification(algorithm: dict[str, Any], module: Any) -> Callable[[str, st
     """ClassificationAccuracy's `evaluate_sample`, with the transform pipeline it builds on every call
     built once (two thirds of its cost per record): the same transform, so the same score."""
     algo = _construct(algorithm, module)
-    if not algo.valid_labels:  # evaluate_sample refuses each record, and says why
+    try:
+        if not algo.valid_labels:  # evaluate_sample refuses each record, and says why
+            raise ValueError("no valid_labels")
+        pipeline = algo._build_pipeline(algo.valid_labels)  # fmeval's own, not public: as evaluate_sample
+        name = module.CLASSIFICATION_ACCURACY_SCORE
+    except Exception:  # a fmeval without it: evaluate_sample as it is
         return _evaluate_sample(algorithm["name"], lambda: algo)
-    pipeline = algo._build_pipeline(algo.valid_labels)
-    name = module.CLASSIFICATION_ACCURACY_SCORE
 
     def classification(model_input: str, target: str, output: str) -> dict[str, float]:
         value = pipeline.execute_record({"target_output": target, "model_output": output})[name]

@@ -58,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The cyclic collector at its default pace ran 440 times in a 10,000-record run, mostly over answer
     # rows that die young, and scanned every imported module three times: 0.21-0.30 s of the run. Started
     # every 20,000 new objects rather than every 700: 0.14 s, 13 times, and never a full scan.
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])
+    collecting = gc.get_threshold()
+    gc.set_threshold(20_000, *collecting[1:])
     # a terminal gets one live table of the steps; a CI log or a pipe gets plain lines
     live = progress.LiveDisplay([s.name for s in plan.steps]) if progress.live_display_wanted() else None
     progress.use(live)
@@ -86,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return code
     finally:
         _end_display(live)
+        gc.set_threshold(*collecting)  # a caller in the same process (a test) gets its own pace back
     if not storage.exists(layout.summary):
         print(f"the run ended without a summary; see {layout.root}", file=sys.stderr)
         return status.EXIT_BROKEN
