@@ -582,3 +582,53 @@ def test_the_live_display_is_told_every_thousandth_record_each_failure_and_the_l
     assert [t["errors"] for t in done if t["done"] - 1 in failing] == [1, 2, 3, 4]
     others = [t["done"] for t in done[1:] if t["done"] - 1 not in failing]
     assert others == [d for d in range(3, 3001, 3) if d - 1 not in failing]
+
+
+def test_an_evaluation_reads_its_answers_once_for_every_algorithm(tmp_path, write_config):
+    # the answers come through a named pipe, which can be read once: every algorithm is scored on all of them
+    import os
+
+    from conftest import base_config
+
+    from lib.config import load_config
+    from lib.engine.invoke import InvocationStats
+    from lib.run.layout import RunLayout
+    from steps.evaluate import scored_result
+
+    config = base_config()
+    config["algorithms"] = [{"algorithm": "FactualKnowledge", "target_output_delimiter": "<OR>"},
+                            {"algorithm": "QAAccuracy", "target_output_delimiter": "<OR>"},
+                            {"algorithm": "CustomScorer", "preset": "exact_match"}]
+    cfg = load_config(write_config(config))
+    model, algorithms = cfg.models[0], cfg.evaluation["algorithms"]
+    layout = RunLayout(str(tmp_path / "run"))
+    answers = layout.outputs(model["name"])
+    os.makedirs(os.path.dirname(answers))
+    os.mkfifo(answers)
+    rows = rows_with(["yes", "no", None, "yes"])
+
+    def feed() -> None:
+        with open(answers, "w") as fifo:
+            fifo.writelines(json.dumps(r) + "\n" for r in rows)
+
+    finished = threading.Event()
+
+    def unblock() -> None:  # a read after the first would wait for a writer for ever: it gets an empty file
+        finished.wait(20)
+        while not finished.wait(0.5):
+            try:
+                os.close(os.open(answers, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # nobody is reading
+                pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        result = scored_result("evaluate-m", model, {}, {"dataset_name": "d"}, algorithms, layout, None,
+                               InvocationStats(records=4, errors=1, first_error="HTTP 500"), None)
+    finally:
+        finished.set()
+    assert sorted(result.scores) == ["exact_match", "factual_knowledge", "qa_accuracy"]
+    for eval_name in result.scores:
+        assert len(storage.read_jsonl(layout.scores(model["name"], eval_name))) == 4
+    assert result.scores["factual_knowledge"]["factual_knowledge"] == 0.5
