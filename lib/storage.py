@@ -132,13 +132,14 @@ _CHANGES_LOCK = threading.Lock()
 
 
 def _changed(path: str | Path) -> None:
+    key = os.path.abspath(path)  # one key whichever way the path was written
     with _CHANGES_LOCK:
-        _CHANGES[str(path)] = _CHANGES.get(str(path), 0) + 1
+        _CHANGES[key] = _CHANGES.get(key, 0) + 1
 
 
 def changes(uri: str) -> int:
     """How many times this process has replaced or removed the local file ``uri``."""
-    return _CHANGES.get(str(Path(uri)), 0)
+    return _CHANGES.get(os.path.abspath(uri), 0)
 
 
 def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:

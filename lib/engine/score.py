@@ -128,9 +128,7 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
     name, and the records with their prompt, target and answer as ``rows`` have them), for the algorithm's
     page, which then reads neither file again; NaN scores are left out of it.
     """
-    scoring = RowScoring(algorithm, scorer, notes, failed_counts_as_zero, by_row, details, out)
-    score_together(rows, [scoring])
-    return scoring.finish()
+    return RowScoring(algorithm, scorer, notes, failed_counts_as_zero, by_row, details, out).score(rows)
 
 
 def score_together(rows: Iterable[dict[str, Any]], scorings: list[RowScoring]) -> None:
@@ -172,10 +170,15 @@ class RowScoring:
         self._writer: storage.JsonlWriter | None = None  # opened with the first row: nothing to leave before
 
     @classmethod
-    def unavailable(cls, algorithm: dict[str, Any], error: str, notes: list[str] | None = None) -> RowScoring:
-        scoring = cls(algorithm, None, notes)
+    def unavailable(cls, algorithm: dict[str, Any], error: str) -> RowScoring:
+        scoring = cls(algorithm, None)
         scoring.result["error"] = error
         return scoring
+
+    def score(self, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """Every row, then the result: `score_rows`."""
+        score_together(rows, [self])
+        return self.finish()
 
     def _shown(self, row: dict[str, Any], value: float) -> None:
         if math.isnan(value):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib import storage
-from lib.engine.score import RowScoring, empty_result, score_together
+from lib.engine.score import RowScoring, empty_result
 from lib.scorers import ScorerConfigError
 from lib.scorers.presets import DEFAULT_DELIMITER, PRESETS
 
@@ -130,9 +130,7 @@ class CustomScorer:
         return lambda record: target(record, **kwargs)
 
     def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
-        scoring = self.scoring(out)
-        score_together(rows, [scoring])
-        return scoring.finish()
+        return self.scoring(out).score(rows)
 
     def scoring(self, out: str | None = None, limit: int | None = None) -> RowScoring:
         """`score`, given the rows one at a time (`lib.engine.score.score_together`)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib.engine import deferred_imports, fmeval_offline
-from lib.engine.score import RowScoring, empty_result, score_together
+from lib.engine.score import RowScoring, empty_result
 from lib.scorers.fmeval_algorithms import BUILTIN, AlgorithmSpec, offline_notes
 
 
@@ -137,12 +137,12 @@ def _classification(algorithm: dict[str, Any], module: Any) -> Callable[[str, st
     """ClassificationAccuracy's `evaluate_sample`, with the transform pipeline it builds on every call
     built once (two thirds of its cost per record): the same transform, so the same score."""
     algo = _construct(algorithm, module)
-    try:
-        if not algo.valid_labels:  # evaluate_sample refuses each record, and says why
-            raise ValueError("no valid_labels")
-        pipeline = algo._build_pipeline(algo.valid_labels)  # fmeval's own, not public: as evaluate_sample
-        name = module.CLASSIFICATION_ACCURACY_SCORE
-    except Exception:  # a fmeval without it: evaluate_sample as it is
+    name = module.CLASSIFICATION_ACCURACY_SCORE
+    try:  # fmeval's own builder, not public; without labels evaluate_sample refuses each record, and says why
+        pipeline = algo._build_pipeline(algo.valid_labels) if algo.valid_labels else None
+    except Exception:  # a fmeval without it
+        pipeline = None
+    if pipeline is None:
         return _evaluate_sample(algorithm["name"], lambda: algo)
 
     def classification(model_input: str, target: str, output: str) -> dict[str, float]:
@@ -211,9 +211,7 @@ class FmevalScorer:
                                                                   if len(problems) > 1 else ""))
 
     def score(self, rows: Iterable[dict[str, Any]], out: str | None = None) -> dict[str, Any]:
-        scoring = self.scoring(out)
-        score_together(rows, [scoring])
-        return scoring.finish()
+        return self.scoring(out).score(rows)
 
     def scoring(self, out: str | None = None, limit: int | None = None) -> RowScoring:
         """`score`, given the rows one at a time (`lib.engine.score.score_together`)."""
