@@ -119,6 +119,9 @@ def preload(modules: list[str]) -> None:
             progress.say("executor", f"could not load {name}: {exc}")
 
 
+STOPPING_SECONDS = 2.0  # how long an interrupted run waits for its running steps to stop
+
+
 def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[str, Any]:
     """Execute every step; a step that raises becomes a failed result and its dependants still run.
 
@@ -152,6 +155,9 @@ def run_plan(plan: Plan, params: dict[str, Any], max_workers: int = 2) -> dict[s
     except (KeyboardInterrupt, interrupt.Interrupted):
         interrupt.request()
         pool.shutdown(wait=False, cancel_futures=True)
+        # steps that look at the flag (asking, scoring) stop within moments and remove what they had half
+        # written; one inside a long generate or training step is not waited for beyond this
+        wait(list(in_flight), timeout=STOPPING_SECONDS)
         _wind_down(plan, results, params)
         raise
     finally:

@@ -170,6 +170,32 @@ def test_algorithms_scored_together_leave_no_temp_file_when_one_cannot_be_put_in
     assert not any((tmp_path / "scores" / "2.jsonl").iterdir())
 
 
+def test_algorithms_scored_together_stop_and_leave_nothing_when_the_run_is_stopped(tmp_path, write_config):
+    # Ctrl-C while scoring: the run exits without waiting long for the step, which stops at its next look
+    from lib.engine.score import score_together
+    from lib.run import interrupt
+    from lib.scorers import scorer_for
+
+    answers = tmp_path / "outputs.jsonl"
+    storage.write_jsonl(str(answers), rows_with(["yes", "no"] * 1000))
+    (tmp_path / "scores").mkdir()
+    read = []
+
+    def rows():
+        for row in StoredRows(str(answers)):
+            read.append(row["id"])
+            if len(read) == 300:
+                interrupt.request()  # what the SIGINT handler does
+            yield row
+
+    scorings = [scorer_for(a).scoring(str(tmp_path / "scores" / f"{i}.jsonl"))
+                for i, a in enumerate(_algorithms(write_config))]
+    with pytest.raises(interrupt.Interrupted):
+        score_together(rows(), scorings)
+    assert len(read) < 600  # stopped within moments, not at the end of the answers
+    assert list((tmp_path / "scores").iterdir()) == []  # no temp file, no half-written scores
+
+
 class Interrupting:
     """A scorer class whose construction is interrupted (Ctrl-C while it loads what it needs)."""
 

@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lib import storage
+from lib.run import interrupt
+
+CHECK_EVERY = 256  # rows between looks at whether the run is stopping
 
 RecordScorer = Callable[[str, str, str], dict[str, float]]
 RowScorer = Callable[[dict[str, Any]], dict[str, float | None]]
@@ -134,9 +137,12 @@ def score_rows(algorithm: dict[str, Any], rows: Iterable[dict[str, Any]], scorer
 def score_together(rows: Iterable[dict[str, Any]], scorings: list[RowScoring]) -> None:
     """Give each row to every scoring, in order: the answers read once for every algorithm that scores
     them. Nothing is left of any of them when one fails (a file half written, or a row that cannot be
-    read)."""
+    read), nor when the run is stopping (`lib.run.interrupt`: looked at every `CHECK_EVERY` rows, as the
+    ask looks before each call; the process exits without waiting for a step still at work)."""
     try:
-        for row in rows:
+        for n, row in enumerate(rows):
+            if n % CHECK_EVERY == 0:
+                interrupt.check()
             for scoring in scorings:
                 scoring.add(row)
     except BaseException:
