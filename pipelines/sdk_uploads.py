@@ -2,9 +2,9 @@
 
 Rendering a definition, the SageMaker SDK uploads four objects per `@step` (the function and its
 arguments, each with a metadata file), one after another, each through a new S3 resource and transfer
-manager: 84% of the time a 200-model definition takes (`make bench`), and on real S3 one round trip
-each. `fast_definition` makes a pipeline's `definition()` (which `upsert` calls too) send them through
-one S3 client from a small thread pool as the SDK produces them, and return only once every one has
+manager: on real S3 one round trip each. `fast_definition` makes a pipeline's `definition()` (which
+`upsert` calls too) send them from a small thread pool through one S3 client as the SDK produces them,
+each by `lib.aws.s3_put.QuickPut` (a third of `put_object`'s CPU), and return only once every one has
 landed, so nothing names an object that is not there yet. Outside such a call the SDK's own upload runs.
 """
 
@@ -24,23 +24,25 @@ _install_lock = threading.Lock()
 class _Uploads:
     def __init__(self, session: Any, workers: int) -> None:
         self.session, self.workers = session, workers
-        self.client: Any = None
+        self.put: Any = None  # a QuickPut
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list[tuple[str, Future]] = []
 
     def submit(self, body: bytes | io.BytesIO, s3_uri: str, kms_key: str | None) -> str:
         from sagemaker.s3_utils import parse_s3_url
 
-        if self.client is None:  # one client (thread-safe), made on the first upload
+        if self.put is None:  # one client (thread-safe), made on the first upload
             from botocore.config import Config
 
-            self.client = self.session.boto_session.client("s3", config=Config(max_pool_connections=self.workers))
+            from lib.aws.s3_put import QuickPut
+
+            boto = self.session.boto_session
+            self.put = QuickPut(boto.client("s3", config=Config(max_pool_connections=self.workers)),
+                                boto.get_credentials())
             self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sdk-upload")
         bucket, key = parse_s3_url(s3_uri)
         data = body.getvalue() if isinstance(body, io.BytesIO) else bytes(body)
-        extra = {"SSEKMSKeyId": kms_key, "ServerSideEncryption": "aws:kms"} if kms_key else {}
-        self.futures.append((s3_uri, self.pool.submit(self.client.put_object, Bucket=bucket, Key=key, Body=data,
-                                                      **extra)))
+        self.futures.append((s3_uri, self.pool.submit(self.put.put, bucket, key, data, kms_key)))
         return s3_uri
 
     def wait(self) -> int:
@@ -82,10 +84,14 @@ def fast_definition(pipeline: Any, session: Any, workers: int = 16) -> Any:
     rendered = pipeline.definition
 
     def definition() -> str:
+        from lib.gc_pace import collecting_every
+        from pipelines.sagemaker_executor import DEFINITION_PACE
+
         uploads = _Uploads(session, workers)
         _active.uploads = uploads
         try:
-            text = rendered()
+            with collecting_every(DEFINITION_PACE):
+                text = rendered()
         except BaseException:
             _active.uploads = None
             with contextlib.suppress(Exception):

@@ -41,3 +41,40 @@ def chat_server(answer: Callable[[int, dict, dict], tuple[int, dict]]) -> Iterat
 
 def reply(text: str) -> dict:
     return {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+
+
+@contextmanager
+def s3_server(answer: Callable[[int, str], int]) -> Iterator[tuple[str, list[dict]]]:
+    """A stand-in for S3's PutObject: the n-th PUT (its path) gets ``answer``'s status, with S3's XML
+    error body when it is not 200. Yields its endpoint URL and the PUTs it received (method, path,
+    headers, body), in order."""
+    received: list[dict] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept connections, as S3's
+
+        def do_PUT(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                received.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status = answer(len(received), self.path)
+            reply = b"" if status == 200 else (
+                b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>%s</Code><Message>refused</Message></Error>"
+                % (b"AccessDenied" if status == 403 else b"InternalError"))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", received
+    finally:
+        server.shutdown()
+        server.server_close()

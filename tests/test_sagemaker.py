@@ -322,13 +322,19 @@ def test_a_failed_step_upload_fails_the_definition_naming_the_object(aws, config
     from pipelines.sagemaker_executor import build as build_pipeline
 
     assembly = build_pipeline(load_config(config))
-    from botocore.exceptions import ClientError
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
 
-    def refuse(params, **kwargs):  # S3 refuses one object, as a bucket policy or a full quota would
-        if params["Key"].endswith("arguments/payload.pkl") and "register" in params["Key"]:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+    refusal = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access Denied"
+               b"</Message></Error>")
 
-    assembly.pipeline.sagemaker_session.boto_session.events.register("provide-client-params.s3.PutObject", refuse)
+    def refuse(request, **kwargs):  # S3 refuses one object, as a bucket policy or a full quota would
+        if request.url.endswith("arguments/payload.pkl") and "/register/" in request.url:
+            return AWSResponse(request.url, 403, {}, MockRawResponse(refusal))
+        return None  # the others go on to moto
+
+    # first, before moto's own answer: every PUT, the quick one and put_object's, goes through this event
+    assembly.pipeline.sagemaker_session.boto_session.events.register_first("before-send.s3.PutObject", refuse)
     with pytest.raises(RuntimeError, match=r"uploading the step code to s3://llm-eval-test/\S+/register/\S+ "
                                            r"failed: .*AccessDenied"):
         assembly.pipeline.definition()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lib import progress, storage
     from lib.decide import status
+    from lib.gc_pace import collecting_every
     from lib.plan import build_plan
     from lib.run import interrupt
     from lib.run.layout import RunLayout, local_root_template
@@ -55,17 +55,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     local_executor.configure_threads(local["max_workers"])
-    # The cyclic collector at its default pace ran 440 times in a 10,000-record run, mostly over answer
-    # rows that die young, and scanned every imported module three times: 0.21-0.30 s of the run. Started
-    # every 20,000 new objects rather than every 700: 0.14 s, 13 times, and never a full scan.
-    collecting = gc.get_threshold()
-    gc.set_threshold(20_000, *collecting[1:])
     # a terminal gets one live table of the steps; a CI log or a pipe gets plain lines
     live = progress.LiveDisplay([s.name for s in plan.steps]) if progress.live_display_wanted() else None
     progress.use(live)
     try:
         # one run at a time in an output folder; the lock goes however the run ends
-        with run_lock(layout.root), interrupt.handled():
+        # the collector at its default pace ran 440 times in a 10,000-record run, mostly over answer rows
+        # that die young: 0.21-0.30 s; every 20,000 new objects, 0.14 s, 13 times, never a full scan
+        with run_lock(layout.root), interrupt.handled(), collecting_every(20_000):
             # said once the folder is ours: a run refused it (a file there, another run in it) starts nothing
             progress.say("run", f"{cfg.pipeline_name} execution {execution_id}: {len(plan.steps)} steps into "
                                 f"{layout.root}")
@@ -87,7 +84,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return code
     finally:
         _end_display(live)
-        gc.set_threshold(*collecting)  # a caller in the same process (a test) gets its own pace back
     if not storage.exists(layout.summary):
         print(f"the run ended without a summary; see {layout.root}", file=sys.stderr)
         return status.EXIT_BROKEN
