@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
+
+# the pace is the process's, and blocks may overlap in different threads (two definitions rendered at
+# once): the caller's pace comes back when the last block ends, whatever order they end in
+_lock = threading.Lock()
+_open = 0
+_before: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
 def collecting_every(new_objects: int = 20_000) -> Iterator[None]:
-    """Start a collection every ``new_objects`` allocations inside the block; the caller's pace after it."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(new_objects, before[0]), *before[1:])
+    """Start a collection every ``new_objects`` allocations (at least) inside the block."""
+    global _open, _before
+    with _lock:
+        if _open == 0:
+            _before = gc.get_threshold()
+        _open += 1
+        now = gc.get_threshold()
+        gc.set_threshold(max(new_objects, now[0]), *now[1:])
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _lock:
+            _open -= 1
+            if _open == 0:
+                gc.set_threshold(*_before)

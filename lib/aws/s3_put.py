@@ -6,17 +6,24 @@ which for the 2,416 step objects of a 200-model definition is most of its build.
 PUT with botocore's own SigV4 signer (the payload's SHA-256 signed with it, so S3 checks the bytes) and
 sends it through the client's own connection pool (its proxies and TLS settings) to the address the
 client resolves for the bucket (region, path or virtual host, FIPS, a custom endpoint): about 1.3 ms.
-Anything but a 200 (a bucket in another region, throttling, a refusal, a connection that failed) is
-sent again through `put_object`, with botocore's retries and its error.
+Each PUT carries a CRC32 checksum, as `put_object`'s do. Anything but a 200 (a bucket in another
+region, throttling, a refusal, a connection that failed) is sent again through `put_object`, with
+botocore's retries and its error, and that bucket's later objects go the same way. What is skipped is
+botocore's per-call events (`before-call`, `request-created`, `before-sign`): handlers a caller puts on
+them do not see these PUTs; `before-send` is sent, as botocore sends it.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import threading
+import zlib
 from typing import Any
 from urllib.parse import quote
 
 _PROBE = "quick-put-probe"
+log = logging.getLogger(__name__)
 
 
 class QuickPut:
@@ -27,18 +34,24 @@ class QuickPut:
         # the client's pool; without one (a botocore that moved it), every object takes the long way
         self._http = getattr(getattr(client, "_endpoint", None), "http_session", None)
         self._bases: dict[str, str] = {}
+        self._long_way: set[str] = set()  # buckets where a quick PUT failed once
         self._lock = threading.Lock()
         self.quick = self.slow = 0  # objects that took each way
 
     def put(self, bucket: str, key: str, body: bytes, kms_key: str | None = None) -> None:
-        if self._http is not None and self.credentials is not None:
+        if self._http is not None and self.credentials is not None and bucket not in self._long_way:
             try:
-                if self._send(bucket, key, body, kms_key):
-                    with self._lock:
-                        self.quick += 1
-                    return
-            except Exception:  # noqa: BLE001 - whatever went wrong, botocore's own call says it properly
-                pass
+                status = self._send(bucket, key, body, kms_key)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, botocore's own call says it properly
+                status = repr(exc)
+            if status == 200:
+                with self._lock:
+                    self.quick += 1
+                return
+            with self._lock:
+                if bucket not in self._long_way:
+                    self._long_way.add(bucket)
+                    log.info("s3://%s: a quick PUT got %s; its objects go through put_object", bucket, status)
         extra = {"SSEKMSKeyId": kms_key, "ServerSideEncryption": "aws:kms"} if kms_key else {}
         self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
         with self._lock:
@@ -52,13 +65,19 @@ class QuickPut:
             base = self._bases[bucket] = url.split("?", 1)[0][: -len(_PROBE) - 1]
         return base
 
-    def _send(self, bucket: str, key: str, body: bytes, kms_key: str | None) -> bool:
+    def _send(self, bucket: str, key: str, body: bytes, kms_key: str | None) -> int:
+        """The HTTP status S3 answered."""
+        import botocore
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.hooks import first_non_none_response
 
-        headers = {"x-amz-server-side-encryption": "aws:kms",
-                   "x-amz-server-side-encryption-aws-kms-key-id": kms_key} if kms_key else {}
+        headers = {"User-Agent": f"Botocore/{botocore.__version__} llm-eval-pipelines/quick-put",
+                   "x-amz-sdk-checksum-algorithm": "CRC32",
+                   "x-amz-checksum-crc32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()}
+        if kms_key:
+            headers.update({"x-amz-server-side-encryption": "aws:kms",
+                            "x-amz-server-side-encryption-aws-kms-key-id": kms_key})
         request = AWSRequest("PUT", f"{self._base(bucket)}/{quote(key, safe='/~')}", data=body, headers=headers)
         S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", self.client.meta.region_name).add_auth(request)
         prepared = request.prepare()
@@ -66,4 +85,4 @@ class QuickPut:
         answered = first_non_none_response(self.client.meta.events.emit("before-send.s3.PutObject",
                                                                          request=prepared))
         response = answered if answered is not None else self._http.send(prepared)
-        return response.status_code == 200
+        return response.status_code
