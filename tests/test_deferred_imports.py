@@ -1,6 +1,6 @@
 """fmeval's algorithms import without torch, transformers, Hugging Face `evaluate`, Ray, scikit-learn, SciPy's
-statistics and boto3 (#16 goal 2): those load only when an algorithm uses them, and then work as they always did. Each
-case runs in a fresh interpreter, where nothing has imported them yet."""
+statistics, boto3 and nltk (#16 goal 2): those load only when an algorithm uses them, and then work as they
+always did. Each case runs in a fresh interpreter, where nothing has imported them yet."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def algorithm(name, **options):
             "options": options}
 
 HEAVY = ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util", "sklearn", "scipy.stats", "boto3",
-         "botocore")
+         "botocore", "nltk")
 
 rows = [{"id": "r0", "model_input": "Capital of France?", "target_output": "paris", "output": "Paris",
          "error": None},

@@ -8,6 +8,8 @@ import json
 import pytest
 import yaml
 from fake_servers import chat_server, reply
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib.engine import fmeval_offline
 from lib.scorers import score_outputs
@@ -207,7 +209,8 @@ def test_classification_accuracy_scores_as_fmevals_evaluate_sample(labels):
 
 
 def test_qa_accuracy_with_its_normalisation_memoised_scores_as_fmevals_own(monkeypatch):
-    # fmeval's QAAccuracy normalises the same texts once per metric; ours remembers the last few: same scores
+    # fmeval's QAAccuracy normalises the same texts once per metric; ours remembers the last few, and takes
+    # precision, recall and F-measure from `set_overlap` rather than nltk: same scores
     from fmeval.eval_algorithms import qa_accuracy
 
     from lib.scorers.fmeval_scorer import record_scorer
@@ -220,8 +223,25 @@ def test_qa_accuracy_with_its_normalisation_memoised_scores_as_fmevals_own(monke
     got = [ours("q", t, o) for o, t in pairs]
     original = qa_accuracy.normalize_text_quac_protocol.__wrapped__
     monkeypatch.setattr(qa_accuracy, "normalize_text_quac_protocol", original)
+    from nltk.metrics import scores  # fmeval's own: nltk's precision, recall and F-measure, not ours
+
+    for name in ("precision", "recall", "f_measure"):
+        monkeypatch.setattr(qa_accuracy, name, getattr(scores, name))
     transform = qa_accuracy.QAAccuracyScores(target_output_delimiter="<OR>")
     names = qa_accuracy.QA_ACCURACY_SCORE_NAMES
     want = [{n: float(transform({"target_output": t, "model_output": o})[n]) for n in names} for o, t in pairs]
     assert got == want
     assert any(g["quasi_exact_match_score"] != g["exact_match_score"] for g in got)  # normalising mattered
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.sampled_from("abcdefgh")), st.sets(st.sampled_from("abcdefgh")),
+       st.sampled_from([0.5, 0.25, 0.9]))
+def test_set_overlap_is_nltks_precision_recall_and_f_measure(reference, test, alpha):
+    from nltk.metrics import scores
+
+    from lib.scorers import set_overlap
+
+    assert set_overlap.precision(reference, test) == scores.precision(reference, test)
+    assert set_overlap.recall(reference, test) == scores.recall(reference, test)
+    assert set_overlap.f_measure(reference, test, alpha) == scores.f_measure(reference, test, alpha)

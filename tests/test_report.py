@@ -246,6 +246,21 @@ def test_the_per_record_view_is_built_once_for_the_same_files_and_again_when_one
     assert [m["wrong"] for m in again["models"]] == [2, 2]
 
 
+def test_the_records_html_is_rendered_once_per_view_and_a_changed_file_shows_on_the_page(tmp_path):
+    from lib.reports import run_page
+
+    summary, layout = make_run(tmp_path, {"a": right("1100"), "b": right("1000")})
+    page = run_page.run_report_html(summary, layout)
+    view = run_page._records(summary, layout, run_page._objectives(summary), run_page._order(summary))
+    assert run_page._records_html(view) is run_page._records_html(view)  # register's page reuses select's
+    assert run_page.run_report_html(summary, layout) == page and "1 where the models disagree" in page
+    path = layout.scores("b", "factual_knowledge")
+    scores = storage.read_jsonl(path)
+    scores[1].update(factual_knowledge=1.0, factual_knowledge_quasi_exact=1.0)
+    storage.write_jsonl(path, scores)
+    assert "0 where the models disagree" in run_page.run_report_html(summary, layout)
+
+
 def test_identical_charts_are_collapsed_and_constant_metrics_get_a_line(tmp_path):
     extra = {"a": {"qa_accuracy": {"f1_score": 0.4, "exact_match_score": 0.5, "quasi_exact_match_score": 0.5,
                                    "precision_over_words": 0.3}},

@@ -148,6 +148,7 @@ def unavailable_scores(spec: Any) -> set[str]:
     """The scores of ``spec`` (a `lib.scorers.fmeval_algorithms.AlgorithmSpec`) that cannot be computed
     here: those that need something downloaded and have no offline way, METEOR's without NLTK's data."""
     missing = {score for score in spec.hub_scores if score not in spec.offline}
-    if not nltk_data_present():
-        missing |= {score for score in spec.hub_scores if score.endswith("meteor")}
+    meteor = {score for score in spec.hub_scores if score.endswith("meteor")}
+    if meteor and not nltk_data_present():  # asked only where there is one: the question imports all of nltk
+        missing |= meteor
     return missing

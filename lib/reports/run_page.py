@@ -259,7 +259,18 @@ details.wrong summary{cursor:pointer}details.wrong table{table-layout:fixed}
 {{ changes_table(champion.rows, "vs-champion") }}
 {% else %}<p class="muted" id="vs-champion">{{ champion_note }}</p>{% endif %}
 
-<h2 id="records-side-by-side">Records side by side</h2>
+{{ records_html }}
+{% for name, m in s.models.items() %}{% for eval, errs in m.algorithm_errors.items() %}
+<p class="muted">{{ name }} · {{ eval }} not scored: {{ errs }}</p>{% endfor %}{% endfor %}
+{% for n in model_notes %}<p class="muted">{{ n.eval }}: {{ n.text }} ({{ n.models|join(", ") }})</p>
+{% endfor %}
+{% for n in page_notes %}<p class="muted">{{ n }}</p>{% endfor %}
+<script id="report-js">""" + _SCRIPT + """</script>
+</body></html>""")
+
+# The records side by side and each model's wrong answers: most of the page (up to 2,000 rows), and the
+# same at select and at register for the same view, so rendered once per view (`_records_html`).
+_RECORDS_TEMPLATE = _PAGE.from_string("""<h2 id="records-side-by-side">Records side by side</h2>
 {% if records.rows %}
 {% if records.total > records.rows|length %}<p class="muted" id="records-shown">This page shows {{ records.rows|length
 }} of the {{ records.total }} records (where the models disagree first); every answer is in {{ records.files
@@ -306,13 +317,7 @@ the rest are in {{ m.file }}.</p>{% endif %}
 {% endfor %}</tbody></table>{% else %}<p class="muted">none</p>{% endif %}</details>
 {% endfor %}{% else %}<p class="muted">{{ records.note }}</p>{% endif %}
 
-{% for name, m in s.models.items() %}{% for eval, errs in m.algorithm_errors.items() %}
-<p class="muted">{{ name }} · {{ eval }} not scored: {{ errs }}</p>{% endfor %}{% endfor %}
-{% for n in model_notes %}<p class="muted">{{ n.eval }}: {{ n.text }} ({{ n.models|join(", ") }})</p>
-{% endfor %}
-{% for n in page_notes %}<p class="muted">{{ n }}</p>{% endfor %}
-<script id="report-js">""" + _SCRIPT + """</script>
-</body></html>""")
+""")
 
 
 # --- numbers ------------------------------------------------------------------------------------------
@@ -512,6 +517,20 @@ def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, 
 # The last per-record view built in this process, and what it was built from: the run's page is written
 # by select and again by register (the same process, run locally), and the view is most of its cost.
 _LAST_VIEW: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+# ... and that view's HTML, with the view it was rendered from (held, so never mistaken for a new one)
+_LAST_HTML: tuple[dict[str, Any], Markup] | None = None
+
+
+def _records_html(records: dict[str, Any]) -> Markup:
+    """The records side by side and the wrong answers, rendered once for the view `_records` keeps."""
+    global _LAST_HTML
+    if _LAST_HTML is not None and _LAST_HTML[0] is records:
+        return _LAST_HTML[1]
+    html = Markup(_RECORDS_TEMPLATE.render(records=records, open_up_to=OPEN_UP_TO, fmt=_fmt, label=_label,
+                                           target=_target))
+    kept = _LAST_VIEW is not None and _LAST_VIEW[1] is records
+    _LAST_HTML = (records, html) if kept else None
+    return html
 
 
 def _made_from(files: list[str], settings: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -771,7 +790,7 @@ def run_report_html(summary: RunSummary, layout: RunLayout, shown_up_to: int = S
     return _RUN_TEMPLATE.render(
         s=summary, objectives=objectives, verdict=_verdict(summary), problems=problems(summary),
         ranked=_ranked(summary, objectives, order), charts=charts,
-        records=records, open_up_to=OPEN_UP_TO, previous=previous, champion=champ,
+        records=records, records_html=_records_html(records), previous=previous, champion=champ,
         previous_note=f"No earlier finished run of {summary.pipeline} beside this one.",
         champion_note=champion_note, page_notes=notes, model_notes=_model_notes(summary),
         fmt=_fmt, num=_num, pct=_pct, money=_money, signed=_signed, label=_label,

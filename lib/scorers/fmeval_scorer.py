@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -62,6 +63,9 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
             module = importlib.import_module(algorithm["module"])
     except Exception as exc:
         raise ScoringUnavailable(f"{algorithm['module']} does not import: {type(exc).__name__}: {exc}") from None
+    qa_module = sys.modules.get("fmeval.eval_algorithms.qa_accuracy")  # QAAccuracy's, and its robustness's
+    if qa_module is not None:
+        _without_nltk(qa_module)
     spec = builtin_spec(algorithm)
     if spec is not None and name == "ClassificationAccuracy":
         return _classification(algorithm, module), []
@@ -104,6 +108,17 @@ def _normalise_once(module: Any) -> None:
     normalise = module.normalize_text_quac_protocol
     if not hasattr(normalise, "cache_info"):
         module.normalize_text_quac_protocol = functools.lru_cache(maxsize=16)(normalise)
+
+
+def _without_nltk(module: Any) -> None:
+    """QAAccuracy's module takes precision, recall and F-measure from `nltk.metrics.scores`, which
+    `deferred_imports` leaves for first use: its own names for them become the same three functions
+    (`set_overlap`), so nltk is never imported for them (QAAccuracy's scores, and its robustness
+    algorithms', which use its functions); every score is the same."""
+    from lib.scorers import set_overlap
+
+    for name in ("precision", "recall", "f_measure"):
+        setattr(module, name, getattr(set_overlap, name))
 
 
 def _construct(algorithm: dict[str, Any], module: Any) -> Any:
