@@ -271,6 +271,27 @@ class _SdkUploads:
         self.count, self.seconds = 0, 0.0
 
 
+# the end of each stand-in server script (its own process): serve on a free port, and say which
+SERVE = r"""
+ThreadingHTTPServer.request_queue_size = 256
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def _stand_in(script: str, *args: str):
+    """A stand-in server script run in its own process; yields its port."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 INSTANT_S3 = r"""
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -300,30 +321,22 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-
-ThreadingHTTPServer.request_queue_size = 256
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-print(server.server_port, flush=True)
-server.serve_forever()
-"""
+""" + SERVE
 
 
 @contextlib.contextmanager
 def instant_s3(bucket: str):
     """An S3 stand-in in its own process that takes every PUT at once, as real S3 is another machine's
     work; boto3 sent to it through AWS_ENDPOINT_URL while the block runs."""
-    proc = subprocess.Popen([sys.executable, "-c", INSTANT_S3, bucket], stdout=subprocess.PIPE, text=True)
     before = os.environ.get("AWS_ENDPOINT_URL")
-    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{int(proc.stdout.readline())}"
-    try:
-        yield
-    finally:
-        os.environ.pop("AWS_ENDPOINT_URL")
-        if before is not None:
-            os.environ["AWS_ENDPOINT_URL"] = before
-        proc.terminate()
-        proc.wait()
+    with _stand_in(INSTANT_S3, bucket) as port:
+        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+        try:
+            yield
+        finally:
+            os.environ.pop("AWS_ENDPOINT_URL")
+            if before is not None:
+                os.environ["AWS_ENDPOINT_URL"] = before
 
 
 def _split(se, config: dict, work: Path, n: int) -> dict:
@@ -498,13 +511,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-
-ThreadingHTTPServer.request_queue_size = 256
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-print(server.server_port, flush=True)
-server.serve_forever()
-"""
+""" + SERVE
 
 # What any evaluation must do at least: ask every question with the same concurrency, by the same call
 # our OpenAI invoker makes (`lib.engine.http_post.post`: a connection kept per thread), and keep each
@@ -570,12 +577,8 @@ with deferred_imports.deferred():
 @contextlib.contextmanager
 def instant_server():
     """An OpenAI-compatible server that answers at once (stdlib, its own process); yields its /v1 URL."""
-    proc = subprocess.Popen([sys.executable, "-c", INSTANT_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        yield f"http://127.0.0.1:{int(proc.stdout.readline())}/v1"
-    finally:
-        proc.terminate()
-        proc.wait()
+    with _stand_in(INSTANT_SERVER) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def _dataset(n: int, folder: Path) -> Path:

@@ -24,10 +24,7 @@ from lib.gc_pace import collecting_every
 from lib.plan import KINDS, Param, Plan, Ref, Step, build_plan, call_arguments
 from lib.providers import provider_class
 from lib.run.layout import s3_root_template
-
-# the collector's pace while a definition is built and rendered: at the default (every 700 objects) its
-# full passes over the SDK's imports took a quarter of a 200-model build
-DEFINITION_PACE = 100_000
+from pipelines.sdk_uploads import DEFINITION_PACE, fast_definition
 
 
 def quiet_sdk() -> None:
@@ -234,7 +231,6 @@ def build(cfg: RunConfig, session: Any = None) -> Assembly:
         sweeper = Pipeline(name=sweeper_name(cfg.pipeline_name), sagemaker_session=session, steps=[
             job(sweep, "sweep", f"Delete what stopped or failed executions of {cfg.pipeline_name} left"[:256],
                 sm["step_instance_type"])(cfg.pipeline_name, sm.get("region"))])
-    from pipelines.sdk_uploads import fast_definition
 
     fast_definition(pipeline, session)
     if sweeper is not None:

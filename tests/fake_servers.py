@@ -12,6 +12,19 @@ from lib.providers.local_server import send_json
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a free port of 127.0.0.1 in a thread; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def chat_server(answer: Callable[[int, dict, dict], tuple[int, dict]]) -> Iterator[str]:
     """An OpenAI-compatible server whose reply to the n-th request (headers, body) is ``answer``'s
     (status, JSON). Yields its base URL (…/v1)."""
@@ -29,14 +42,8 @@ def chat_server(answer: Callable[[int, dict, dict], tuple[int, dict]]) -> Iterat
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield f"{url}/v1"
 
 
 def reply(text: str) -> dict:
@@ -70,11 +77,5 @@ def s3_server(answer: Callable[[int, str], int]) -> Iterator[tuple[str, list[dic
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, received
