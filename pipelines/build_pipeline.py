@@ -12,7 +12,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.cli import build_parser, entry, main  # noqa: E402
+try:
+    from pipelines.cli import build_parser, entry, main  # noqa: E402
+except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing has started, nothing to undo
+    if __name__ != "__main__":
+        raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 __all__ = ["build_parser", "entry", "main"]
 

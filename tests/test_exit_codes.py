@@ -221,3 +221,23 @@ def test_a_second_run_into_the_same_output_dir_is_refused_naming_the_holder(tmp_
         assert "steps into" not in err  # it never said it started
         assert sorted(p.name for p in out.iterdir()) == []  # nothing of the second run was written
         assert main(["run", "--config", str(config), "--output-dir", str(out)]) == 0  # free again
+
+
+def test_ctrl_c_at_any_moment_of_start_up_exits_130_with_one_line(tmp_path):
+    # SIGINT while the commands load, while the arguments are read, or once the run has begun: always
+    # exit 130 and a line saying so, never a traceback
+    def slow(n: int, headers: dict, body: dict) -> tuple[int, dict]:
+        time.sleep(3)
+        return 200, reply("Paris")
+
+    with chat_server(slow) as url:
+        config = write_config(tmp_path, {"m": url}, n=5)
+        for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.45):
+            proc = subprocess.Popen([sys.executable, "pipelines/build_pipeline.py", "run", "--config", str(config),
+                                     "--output-dir", str(tmp_path / f"out-{delay}")], cwd=ROOT, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 130, (delay, err[-2000:])
+            assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), (delay, err)

@@ -92,6 +92,9 @@ def entry() -> None:
     try:
         code = main()
         sys.stdout.flush()
+    except KeyboardInterrupt:  # before a command began (reading the arguments): nothing to undo
+        print("interrupted", file=sys.stderr)
+        code = 130
     except BrokenPipeError:
         # the reader went away (`plan --json | head`): nothing more to say, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
