@@ -234,6 +234,27 @@ def test_qa_accuracy_with_its_normalisation_memoised_scores_as_fmevals_own(monke
     assert any(g["quasi_exact_match_score"] != g["exact_match_score"] for g in got)  # normalising mattered
 
 
+def test_factual_knowledge_shares_qa_accuracys_normalisation_memo_and_scores_as_fmevals_own(monkeypatch):
+    from fmeval.eval_algorithms import factual_knowledge, qa_accuracy
+
+    from lib.scorers.fmeval_scorer import record_scorer
+
+    fk, _ = record_scorer(algorithm("FactualKnowledge", target_output_delimiter="<OR>"))
+    record_scorer(algorithm("QAAccuracy", target_output_delimiter="<OR>"))
+    # one memo for both: the texts FactualKnowledge normalised, QAAccuracy finds normalised
+    assert factual_knowledge.normalize_text_quac_protocol is qa_accuracy.normalize_text_quac_protocol
+    assert hasattr(factual_knowledge.normalize_text_quac_protocol, "cache_info")
+    texts = ["Paris", "paris.", "The capital is Paris!", " the Paris ", "Rome<OR>Roma", "Lyon<OR>Paris", "", "a"]
+    pairs = [(o, t) for o in texts for t in texts if "<OR>" not in o]
+    got = [fk("q", t, o) for o, t in pairs]
+    monkeypatch.setattr(factual_knowledge, "normalize_text_quac_protocol",
+                        factual_knowledge.normalize_text_quac_protocol.__wrapped__)
+    transform = factual_knowledge.FactualKnowledgeScores(target_output_delimiter="<OR>")
+    want = [{n: float(transform({"target_output": t, "model_output": o})[n]) for n in factual_knowledge.SCORE_NAMES}
+            for o, t in pairs]
+    assert got == want and any(g["factual_knowledge_quasi_exact"] != g["factual_knowledge"] for g in got)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.sets(st.sampled_from("abcdefgh")), st.sets(st.sampled_from("abcdefgh")),
        st.sampled_from([0.5, 0.25, 0.9]))

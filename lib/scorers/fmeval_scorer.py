@@ -66,6 +66,7 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
     qa_module = sys.modules.get("fmeval.eval_algorithms.qa_accuracy")  # QAAccuracy's, and its robustness's
     if qa_module is not None:
         _without_nltk(qa_module)
+    _normalise_once(module)
     spec = builtin_spec(algorithm)
     if spec is not None and name == "ClassificationAccuracy":
         return _classification(algorithm, module), []
@@ -79,7 +80,6 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
     if name == "QAAccuracy":
         # The full algorithm adds BERTScore, whose model comes from the Hub. fmeval's own transform
         # computes the other five scores exactly as QAAccuracy does.
-        _normalise_once(module)
         transform = module.QAAccuracyScores(
             target_output_delimiter=algorithm["options"].get("target_output_delimiter", "<OR>"))
         names = list(module.QA_ACCURACY_SCORE_NAMES)
@@ -101,13 +101,24 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
 
 
 def _normalise_once(module: Any) -> None:
-    """QAAccuracy's five metrics each normalise the answer and the target (fmeval's
-    `normalize_text_quac_protocol`, a pure function of the text): eight times a record for the same two
-    texts, half its cost. The module's own name for it becomes a memo of it, holding the last few texts, so
-    each is normalised once a record; every score is the same."""
-    normalise = module.normalize_text_quac_protocol
-    if not hasattr(normalise, "cache_info"):
-        module.normalize_text_quac_protocol = functools.lru_cache(maxsize=16)(normalise)
+    """fmeval's `normalize_text_quac_protocol` (a pure function of the text) normalises the same texts many
+    times a record: FactualKnowledge the answer once per target, QAAccuracy each text once per metric
+    (eight times a record, half its cost), then each the same texts again. The algorithm module's own name
+    for it becomes one memo shared by every such module, holding the last few texts, so each text is
+    normalised once a record; every score is the same."""
+    normalise = getattr(module, "normalize_text_quac_protocol", None)
+    if normalise is None or hasattr(normalise, "cache_info"):
+        return
+    with _MEMO_LOCK:
+        memo = _MEMOS.get(normalise)
+        if memo is None:
+            memo = _MEMOS[normalise] = functools.lru_cache(maxsize=32)(normalise)
+    module.normalize_text_quac_protocol = memo
+
+
+# the memo of each normalising function, shared by the modules that name it (FactualKnowledge's, QAAccuracy's)
+_MEMOS: dict[Callable[[str], str], Callable[[str], str]] = {}
+_MEMO_LOCK = threading.Lock()
 
 
 def _without_nltk(module: Any) -> None:
