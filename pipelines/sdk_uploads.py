@@ -102,8 +102,8 @@ def fast_definition(pipeline: Any, session: Any, workers: int = 16) -> Any:
         _active.uploads = None
         pipeline.uploaded_objects = uploads.wait()
         # how many took QuickPut's way and how many botocore's put_object (after a quick PUT failed)
-        pipeline.upload_ways = {"quick": uploads.put.quick if uploads.put else 0,
-                                "put_object": uploads.put.slow if uploads.put else 0}
+        pipeline.upload_ways = {"quick": getattr(uploads.put, "quick", 0),
+                                "put_object": getattr(uploads.put, "slow", 0)}
         return text
 
     pipeline.definition = definition  # an instance attribute: `upsert` calls self.definition() too

@@ -22,6 +22,11 @@ import zlib
 from typing import Any
 from urllib.parse import quote
 
+import botocore
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.hooks import first_non_none_response
+
 _PROBE = "quick-put-probe"
 log = logging.getLogger(__name__)
 
@@ -67,11 +72,6 @@ class QuickPut:
 
     def _send(self, bucket: str, key: str, body: bytes, kms_key: str | None) -> int:
         """The HTTP status S3 answered."""
-        import botocore
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.hooks import first_non_none_response
-
         headers = {"User-Agent": f"Botocore/{botocore.__version__} llm-eval-pipelines/quick-put",
                    "x-amz-sdk-checksum-algorithm": "CRC32",
                    "x-amz-checksum-crc32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()}

@@ -219,10 +219,14 @@ class RowScoring:
             self._shown(row, entry[tally.names[0]])
         if self._out is None:
             self._kept.append(entry)
-            return
+        else:
+            self._file().write(entry)
+
+    def _file(self) -> storage.JsonlWriter:
+        """The per-record scores file, opened with the first row (or at the end, empty)."""
         if self._writer is None:
             self._writer = storage.JsonlWriter(self._out)
-        self._writer.write(entry)
+        return self._writer
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -234,9 +238,7 @@ class RowScoring:
         if self._scorer is None:
             return result
         if self._out is not None:
-            if self._writer is None:  # no row: an empty file, as a list of none
-                self._writer = storage.JsonlWriter(self._out)
-            self._writer.close()
+            self._file().close()  # no row: an empty file, as a list of none
             if self._written_with and min(self._written_with) < len(tally.names):
                 # a failed record came before a score name first appeared: it gets that name too, as in a list
                 storage.write_jsonl(self._out, (_filled(e, tally.names, failed_value)  # type: ignore[arg-type]

@@ -517,20 +517,13 @@ def _records(summary: RunSummary, layout: RunLayout, objectives: list[dict[str, 
 # The last per-record view built in this process, and what it was built from: the run's page is written
 # by select and again by register (the same process, run locally), and the view is most of its cost.
 _LAST_VIEW: tuple[tuple[Any, ...], dict[str, Any]] | None = None
-# ... and that view's HTML, with the view it was rendered from (held, so never mistaken for a new one)
-_LAST_HTML: tuple[dict[str, Any], Markup] | None = None
-
-
 def _records_html(records: dict[str, Any]) -> Markup:
-    """The records side by side and the wrong answers, rendered once for the view `_records` keeps."""
-    global _LAST_HTML
-    if _LAST_HTML is not None and _LAST_HTML[0] is records:
-        return _LAST_HTML[1]
-    html = Markup(_RECORDS_TEMPLATE.render(records=records, open_up_to=OPEN_UP_TO, fmt=_fmt, label=_label,
-                                           target=_target))
-    kept = _LAST_VIEW is not None and _LAST_VIEW[1] is records
-    _LAST_HTML = (records, html) if kept else None
-    return html
+    """The records side by side and the wrong answers, rendered once per view: kept in the view, which
+    `_records` keeps for select's page and register's."""
+    if "html" not in records:
+        records["html"] = Markup(_RECORDS_TEMPLATE.render(records=records, open_up_to=OPEN_UP_TO, fmt=_fmt,
+                                                          label=_label, target=_target))
+    return records["html"]
 
 
 def _made_from(files: list[str], settings: tuple[Any, ...]) -> tuple[Any, ...] | None:
