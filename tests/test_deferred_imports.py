@@ -21,7 +21,7 @@ def algorithm(name, **options):
             "options": options}
 
 HEAVY = ("torch", "transformers", "evaluate", "ray", "fmeval.data_loaders.util", "sklearn", "scipy.stats", "boto3",
-         "botocore", "nltk")
+         "botocore", "nltk", "numpy", "functional")
 
 rows = [{"id": "r0", "model_input": "Capital of France?", "target_output": "paris", "output": "Paris",
          "error": None},
@@ -35,6 +35,13 @@ page = algorithm_html("m", "d", algorithm("FactualKnowledge"), {"scores": {"fact
                       "per_record": [], "notes": []}, "$model_input")
 out["page_has_fmeval_cell"] = "fmeval's report cell is unavailable" not in page
 out["page.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
+# fmeval's category scores compare with PyFunctional's `seq`, and its mean transform is NumPy's: both on first use
+from fmeval.eval_algorithms import CategoryScore, EvalScore
+from fmeval.transforms.common import Mean
+same = [EvalScore(name="a", value=0.5), EvalScore(name="b", value=1.0)]
+out["scores_equal"] = CategoryScore("c", same) == CategoryScore("c", same[::-1])
+out["mean"] = float(Mean(["x", "y"], "m")({"x": 1.0, "y": 2.0})["m"])
+out["first_use.loaded"] = sorted(m for m in HEAVY if m in sys.modules)
 # ClassificationAccuracy's dataset-level score (fmeval's `evaluate()`), from scikit-learn on first use
 import fmeval.eval_algorithms.classification_accuracy as ca
 out["balanced_accuracy"] = float(ca.balanced_accuracy_score(["a", "b", "b"], ["a", "a", "b"]))
@@ -66,6 +73,8 @@ def test_the_answer_only_algorithms_and_the_report_cell_never_load_torch():
     assert out["ClassificationAccuracy"]["classification_accuracy_score"] == 0.5
     assert out["FactualKnowledge.loaded"] == out["QAAccuracy.loaded"] == out["page.loaded"] == []
     assert out["page_has_fmeval_cell"]
+    assert out["scores_equal"] is True and out["mean"] == 1.5
+    assert out["first_use.loaded"] == ["functional", "numpy"]
     assert out["balanced_accuracy"] == 0.75 and "sklearn" in out["balanced.loaded"]
     assert "boto3" not in out["balanced.loaded"]  # fmeval's AWS helpers: boto3 too only when used
     assert out["boto_session"] == [True, {"mode": "standard", "max_attempts": 3}]

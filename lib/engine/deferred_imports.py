@@ -1,6 +1,6 @@
 """Import fmeval's algorithms without loading torch, transformers, Hugging Face `evaluate`, the
-SageMaker SDK, Ray, fmeval's data loaders, scikit-learn, SciPy's statistics, boto3 and nltk until
-something uses them.
+SageMaker SDK, Ray, fmeval's data loaders, scikit-learn, SciPy's statistics, boto3, nltk, NumPy and
+PyFunctional until something uses them.
 
 fmeval's helper models (`fmeval.eval_algorithms.helper_models.helper_model`, which every algorithm
 module imports) import torch, transformers and `evaluate` at the top, and its save strategy the
@@ -33,8 +33,10 @@ from typing import Any
 # boto3 (0.17 s): fmeval's model runners and S3 helpers, for models and datasets of AWS's own
 # nltk (0.23-0.34 s): QAAccuracy's precision, recall and F-measure (its scorer takes them from
 # `lib.scorers.set_overlap` instead), and METEOR and tokenising for SummarizationAccuracy
+# NumPy (0.16 s) and PyFunctional (0.13 s, with tabulate and dill): fmeval's mean transform and its
+# comparison of category scores, which the answer-only algorithms never call
 HEAVY = frozenset({"torch", "transformers", "evaluate", "sagemaker", "ray", "fmeval.data_loaders", "sklearn",
-                   "boto3", "botocore", "mypy_boto3_bedrock", "nltk"})
+                   "boto3", "botocore", "mypy_boto3_bedrock", "nltk", "numpy", "functional"})
 # nltk, once something uses it, imports SciPy's statistics (a Fisher test in its collocation measures) and
 # scikit-learn (a classifier wrapper) at the top, for parts fmeval never calls
 HEAVY_FOR = {"fmeval.": HEAVY, "nltk.": frozenset({"scipy", "sklearn"})}

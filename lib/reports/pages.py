@@ -15,14 +15,11 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-import jinja2
-
 from lib.engine import deferred_imports, fmeval_offline
 from lib.engine.score import LOWEST_SHOWN
+from lib.reports import templates
 
-_PAGE = jinja2.Environment(autoescape=True)
-
-_ALGORITHM_TEMPLATE = _PAGE.from_string("""<!doctype html>
+_ALGORITHM_SOURCE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{{ model }} · {{ algorithm }}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}
@@ -33,7 +30,8 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;t
 <h2>Lowest-scoring records</h2>
 <table><tr><th>prompt</th><th>target</th><th>output</th><th>{{ key }}</th></tr>
 {% for r in worst %}<tr><td>{{ r.prompt }}</td><td>{{ r.target }}</td><td>{{ r.output }}</td>
-<td>{{ r.score }}</td></tr>{% endfor %}</table></body></html>""")
+<td>{{ r.score }}</td></tr>{% endfor %}</table></body></html>"""
+_PAGE = templates.environment({"algorithm": _ALGORITHM_SOURCE})
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -155,6 +153,6 @@ def algorithm_html(model: str, dataset_name: str, algorithm: dict[str, Any], res
         worst = [{"prompt": by_id.get(r["id"], {}).get("prompt", r["id"]),
                   "target": by_id.get(r["id"], {}).get("target_output", ""),
                   "output": by_id.get(r["id"], {}).get("output", ""), "score": round(r[key], 3)} for r in ranked]
-    return _ALGORITHM_TEMPLATE.render(
+    return _PAGE.get_template("algorithm").render(
         model=model, algorithm=algorithm["name"], notes=result.get("notes", []), key=key, worst=worst,
         cell=_fmeval_cell(algorithm, dataset_name, result["scores"], prompt_template))

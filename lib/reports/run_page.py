@@ -15,15 +15,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import jinja2
 from markupsafe import Markup, escape
 
 from lib import storage
 from lib.decide.metrics import RUN_METRICS, better, score_name, value_of
+from lib.reports import templates
 from lib.run.layout import RunLayout
 from lib.run.records import ModelResult, RunSummary
-
-_PAGE = jinja2.Environment(autoescape=True)
 
 RIGHT_AT = 0.5  # a record is answered right when its selection score is at least this (at most, if lower is better)
 OPEN_UP_TO = 15  # a model's wrong answers start unfolded when there are at most this many
@@ -82,7 +80,7 @@ _SCRIPT = """(function () {
 
 assert not any(t in _SCRIPT for t in ("{{", "{%", "{#", "</")), "the script is template text: no jinja2 markup"
 
-_RUN_TEMPLATE = _PAGE.from_string("""<!doctype html>
+_RUN_SOURCE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ s.pipeline }} · {{ s.execution_id }}</title>
 <style>
@@ -266,11 +264,11 @@ details.wrong summary{cursor:pointer}details.wrong table{table-layout:fixed}
 {% endfor %}
 {% for n in page_notes %}<p class="muted">{{ n }}</p>{% endfor %}
 <script id="report-js">""" + _SCRIPT + """</script>
-</body></html>""")
+</body></html>"""
 
 # The records side by side and each model's wrong answers: most of the page (up to 2,000 rows), and the
 # same at select and at register for the same view, so rendered once per view (`_records_html`).
-_RECORDS_TEMPLATE = _PAGE.from_string("""<h2 id="records-side-by-side">Records side by side</h2>
+_RECORDS_SOURCE = """<h2 id="records-side-by-side">Records side by side</h2>
 {% if records.rows %}
 {% if records.total > records.rows|length %}<p class="muted" id="records-shown">This page shows {{ records.rows|length
 }} of the {{ records.total }} records (where the models disagree first); every answer is in {{ records.files
@@ -317,7 +315,8 @@ the rest are in {{ m.file }}.</p>{% endif %}
 {% endfor %}</tbody></table>{% else %}<p class="muted">none</p>{% endif %}</details>
 {% endfor %}{% else %}<p class="muted">{{ records.note }}</p>{% endif %}
 
-""")
+"""
+_PAGE = templates.environment({"run": _RUN_SOURCE, "records": _RECORDS_SOURCE})
 
 
 # --- numbers ------------------------------------------------------------------------------------------
@@ -521,8 +520,8 @@ def _records_html(records: dict[str, Any]) -> Markup:
     """The records side by side and the wrong answers, rendered once per view: kept in the view, which
     `_records` keeps for select's page and register's."""
     if "html" not in records:
-        records["html"] = Markup(_RECORDS_TEMPLATE.render(records=records, open_up_to=OPEN_UP_TO, fmt=_fmt,
-                                                          label=_label, target=_target))
+        records["html"] = Markup(_PAGE.get_template("records").render(
+            records=records, open_up_to=OPEN_UP_TO, fmt=_fmt, label=_label, target=_target))
     return records["html"]
 
 
@@ -780,7 +779,7 @@ def run_report_html(summary: RunSummary, layout: RunLayout, shown_up_to: int = S
         champion_note = "No champion yet: no Approved version in the registry group before this run."
     else:
         champion_note = "No champion: this pipeline has no gate comparing with the registry."
-    return _RUN_TEMPLATE.render(
+    return _PAGE.get_template("run").render(
         s=summary, objectives=objectives, verdict=_verdict(summary), problems=problems(summary),
         ranked=_ranked(summary, objectives, order), charts=charts,
         records=records, records_html=_records_html(records), previous=previous, champion=champ,
