@@ -255,6 +255,33 @@ def test_factual_knowledge_shares_qa_accuracys_normalisation_memo_and_scores_as_
     assert got == want and any(g["factual_knowledge_quasi_exact"] != g["factual_knowledge"] for g in got)
 
 
+@pytest.mark.parametrize("operator", ["OR", "AND"])
+def test_factual_knowledge_scores_as_fmevals_evaluate_sample(operator):
+    # its transform pipeline called straight, with a record that formats cheaply: the same scores
+    from fmeval.eval_algorithms.factual_knowledge import FactualKnowledge, FactualKnowledgeConfig
+
+    from lib.scorers.fmeval_scorer import record_scorer
+
+    ours, _ = record_scorer(algorithm("FactualKnowledge", target_output_delimiter="<OR>", logical_operator=operator))
+    theirs = FactualKnowledge(FactualKnowledgeConfig(target_output_delimiter="<OR>", logical_operator=operator))
+    texts = ["Paris", "paris.", "Paris and Lyon", "The capital is Paris!", "Lyon<OR>Paris", "", "the Lyon"]
+    pairs = [(o, t) for o in texts for t in texts if "<OR>" not in o]
+    got = [ours("q", t, o) for o, t in pairs]
+    assert got == [{s.name: float(s.value) for s in theirs.evaluate_sample(t, o)} for o, t in pairs]
+    assert {g["factual_knowledge"] for g in got} == {0.0, 1.0}
+
+
+def test_fmevals_key_check_still_names_what_a_record_lacks():
+    from fmeval.eval_algorithms.qa_accuracy import QAAccuracyScores
+    from fmeval.exceptions import EvalAlgorithmInternalError
+
+    from lib.scorers.fmeval_scorer import _Record
+
+    with pytest.raises(EvalAlgorithmInternalError, match=r"missing: \['model_output'\]"):
+        QAAccuracyScores()(_Record(target_output="Paris"))
+    assert repr(_Record(target_output="x" * 10_000)) == "(the record being scored)"  # costs nothing to format
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.sets(st.sampled_from("abcdefgh")), st.sets(st.sampled_from("abcdefgh")),
        st.sampled_from([0.5, 0.25, 0.9]))

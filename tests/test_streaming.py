@@ -3,13 +3,17 @@ and what they add up to is what holding them all gave."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib import storage
 from lib.engine.cache import OutputCache, key_maker
@@ -658,3 +662,40 @@ def test_an_evaluation_reads_its_answers_once_for_every_algorithm(tmp_path, writ
     for eval_name in result.scores:
         assert len(storage.read_jsonl(layout.scores(model["name"], eval_name))) == 4
     assert result.scores["factual_knowledge"]["factual_knowledge"] == 0.5
+
+
+# ---------------------------------------------------------------- one row, one line
+
+JSON_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+    | st.sampled_from([Path("/a/é"), dt.date(2026, 12, 1), b"raw"]),  # what `default=str` writes as text
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON_LIKE)
+def test_a_row_is_written_as_json_dumps_writes_it(value):
+    # the C encoder built once: the same text as `json.dumps(row, default=str)`, non-ASCII, NaN and all
+    assert storage.line_of(value) == json.dumps(value, default=str)
+    assert storage.line_of({"id": "r1", "value": value}) == json.dumps({"id": "r1", "value": value}, default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_LIKE, st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"]))
+def test_a_line_is_read_as_json_loads_reads_it(value, encoding):
+    line = json.dumps(value, default=str).encode(encoding)
+    try:
+        want = json.loads(line)
+    except ValueError as exc:  # refused the same way
+        with pytest.raises(type(exc)):
+            storage.row_of(line)
+        return
+    got = storage.row_of(line)
+    assert json.dumps(got) == json.dumps(want)  # NaN is not equal to itself; its text is
+
+
+def test_a_file_with_a_byte_order_mark_still_reads(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"id": "r0"}\n{"id": "r1", "q": "\xc3\xa9"}\n{torn\n')
+    assert list(storage.iter_jsonl(str(path))) == [{"id": "r0"}, {"id": "r1", "q": "é"}]

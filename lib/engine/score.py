@@ -101,13 +101,13 @@ class Lowest:
         self._heap: list[tuple[float, int, dict[str, Any]]] = []  # (-value, -order, item): the worst on top
         self._seen = 0
 
-    def add(self, value: float, item: dict[str, Any]) -> None:
+    def add(self, value: float, item: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """``item``, or what makes it: made only when it is kept (most entries are not)."""
         self._seen += 1
-        entry = (-value, -self._seen, item)  # orders differ, so items are never compared
         if len(self._heap) < self.n:
-            heapq.heappush(self._heap, entry)
-        elif entry[:2] > self._heap[0][:2]:
-            heapq.heapreplace(self._heap, entry)
+            heapq.heappush(self._heap, (-value, -self._seen, item() if callable(item) else item))
+        elif (-value, -self._seen) > self._heap[0][:2]:  # orders differ, so items are never compared
+            heapq.heapreplace(self._heap, (-value, -self._seen, item() if callable(item) else item))
 
     def items(self) -> list[dict[str, Any]]:
         return [item for *_, item in sorted(self._heap, key=lambda e: e[:2], reverse=True)]
@@ -189,9 +189,9 @@ class RowScoring:
     def _shown(self, row: dict[str, Any], value: float) -> None:
         if math.isnan(value):
             return
-        self._lowest.add(value, {"id": row["id"], "prompt": row.get("prompt", row["id"]),
-                                 "target": row.get("target_output", ""), "output": row.get("output", ""),
-                                 "score": value})
+        self._lowest.add(value, lambda: {"id": row["id"], "prompt": row.get("prompt", row["id"]),
+                                         "target": row.get("target_output", ""), "output": row.get("output", ""),
+                                         "score": value})
 
     def add(self, row: dict[str, Any]) -> None:
         if self._scorer is None or (self._limit is not None and self._records >= self._limit):
