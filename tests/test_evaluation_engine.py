@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+from string import Template
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib import storage
 from lib.engine.cache import OutputCache
@@ -138,6 +141,16 @@ def test_request_body_and_answer_follow_the_sample():
     with pytest.raises(PermanentError):
         read_answer({"output": "[0].nothing"}, [{"generated_text": "x"}])
     assert make_prompt("A $x: $model_input", "Q") == "A $x: Q"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["$", "$$", "model_input", "{", "}", "x", " ", "_", "Model_Input", "é\n"]),
+                max_size=12).map("".join),
+       st.text(alphabet="ab$ {}\\", max_size=6))
+def test_a_prompt_is_what_string_templates_safe_substitute_makes(template, model_input):
+    # the template read once, then filled for each record: the same prompt, `$$`, `${model_input}`, a lone `$`,
+    # other names and an input holding `$` included
+    assert make_prompt(template, model_input) == Template(template).safe_substitute(model_input=model_input)
 
 
 def test_resume_does_not_reuse_answers_to_another_prompt(tmp_path):

@@ -3,6 +3,7 @@ outputs written as they arrive, a content-addressed cache, and resumption of a k
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import statistics
@@ -139,7 +140,27 @@ def count_row(stats: InvocationStats, row: dict[str, Any]) -> None:
 
 def make_prompt(template: str, model_input: str) -> str:
     """fmeval's prompt templating: ``$model_input`` replaced, other ``$`` text left alone."""
-    return Template(template).safe_substitute(model_input=model_input)
+    return prompt_maker(template)(model_input)
+
+
+@functools.lru_cache(maxsize=64)
+def prompt_maker(template: str) -> Callable[[str], str]:
+    """``model_input -> Template(template).safe_substitute(model_input=model_input)``, with the template
+    read once: the text around each ``$model_input``, joined by the input. safe_substitute reads it again
+    for every record, through a regular expression and a call per placeholder (4% of an instant answer)."""
+    parts, text, at = [], [], 0
+    for found in Template.pattern.finditer(template):
+        text.append(template[at:found.start()])
+        at = found.end()
+        if (found.group("named") or found.group("braced")) == "model_input":
+            parts.append("".join(text))
+            text = []
+        elif found.group("escaped") is not None:
+            text.append(Template.delimiter)
+        else:  # another name, or a lone $: left as it is
+            text.append(found.group())
+    parts.append("".join(text) + template[at:])
+    return lambda model_input: model_input.join(parts)
 
 
 def call_with_retries(invoker: Invoker, prompt: str, policy: RetryPolicy) -> tuple[Answer | None, str | None, int]:
@@ -222,6 +243,7 @@ def ask_records(
     ready = getattr(invoker, "ready", None)  # a server that loads its model when first asked
     stopped: list[str] = []  # why no more records are asked (`give_up`), once it says so
     cache_key = key_maker(identity, invoke)
+    fill = prompt_maker(invoke["prompt_template"])
 
     # New answers for the cache, appended by the threads that ask and put by this one: the cache is then
     # used by one thread only (eight threads taking its lock tripled its cost per record).
@@ -362,7 +384,7 @@ def ask_records(
                 for record in records:
                     if resuming:
                         order[record["id"]] = len(order)
-                    prompt = make_prompt(invoke["prompt_template"], str(record["model_input"]))
+                    prompt = fill(str(record["model_input"]))
                     earlier = kept_row(done, record["id"], prompt)
                     if earlier is not None:
                         kept: Future = Future()  # in its place in the window: counted in record order, never waited on
