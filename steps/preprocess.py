@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +30,7 @@ def preprocess(dataset: dict[str, Any], dataset_uri: str | None, run_root: str,
     with storage.JsonlWriter(out) as writer:
         for record in records:
             writer.write(record)
-            digest.update((json.dumps(record, sort_keys=True) + "\n").encode())
+            digest.update((storage.sorted_line_of(record) + "\n").encode())
     progress.say("preprocess", f"{writer.rows} records from {uri}")
     return {"status": "succeeded", "uri": out, "records": writer.rows, "dataset_hash": digest.hexdigest()[:32],
             "dataset_name": dataset["dataset_name"], "source": uri}

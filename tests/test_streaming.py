@@ -679,6 +679,8 @@ def test_a_row_is_written_as_json_dumps_writes_it(value):
     # the C encoder built once: the same text as `json.dumps(row, default=str)`, non-ASCII, NaN and all
     assert storage.line_of(value) == json.dumps(value, default=str)
     assert storage.line_of({"id": "r1", "value": value}) == json.dumps({"id": "r1", "value": value}, default=str)
+    row = {"z": value, "id": "r1", "a": [value, {"y": 1, "b": value}]}
+    assert storage.sorted_line_of(row) == json.dumps(row, default=str, sort_keys=True)
 
 
 @settings(max_examples=300, deadline=None)
