@@ -252,3 +252,37 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_with_one_line(tmp_path):
             assert proc.returncode == 130, (delay, proc.stderr[-2000:])
             lines = proc.stderr.strip().splitlines()
             assert "Traceback" not in proc.stderr and lines[-1].startswith("interrupted"), (delay, proc.stderr)
+
+
+# The tool leaves without the interpreter's teardown: what exit does that matters must still happen
+LEAVING = """
+import atexit, logging, os, sys, tempfile, threading, time
+sys.argv[0] = path = os.path.abspath("pipelines/build_pipeline.py")
+folder = tempfile.TemporaryDirectory()  # removed by its finalizer, which exit runs
+open(sys.argv.pop(1), "w").write(folder.name)
+marker = sys.argv.pop(1)
+atexit.register(lambda: (open(marker, "w").write("ran"), print("bye")))  # its output flushed too
+logging.basicConfig(filename=sys.argv.pop(1), level=logging.INFO)
+logging.getLogger("t").info("kept")
+if sys.argv[1] == "thread":  # a thread still at work: waited for, as exit waits
+    sys.argv.pop(1)
+    threading.Thread(target=lambda: (time.sleep(0.5), open(marker + ".thread", "w").write("done"))).start()
+sys.stdout.write("x" * 100_000)  # more than a pipe's buffer: flushed before leaving
+exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__", "__file__": path, "__package__": None})
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_leaving_runs_the_exit_handlers_flushes_and_waits_for_a_thread_at_work(tmp_path, thread):
+    config = write_config(tmp_path, {"m": "http://127.0.0.1:9/v1"}, n=2)
+    where, marker, log = tmp_path / "where", tmp_path / "marker", tmp_path / "log"
+    proc = subprocess.run([sys.executable, "-c", LEAVING, str(where), str(marker), str(log)]
+                          + (["thread"] if thread else []) + ["validate", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})  # buffered, as piped
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("x" * 100_000) and "valid" in proc.stdout[100_000:]
+    assert proc.stdout.endswith("bye\n")
+    assert marker.read_text() == "ran" and "kept" in log.read_text()
+    assert not Path(where.read_text()).exists()  # the temporary folder's finalizer ran
+    assert (tmp_path / "marker.thread").exists() == thread

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 from conftest import ROOT
 from fake_servers import chat_server, reply
@@ -67,7 +68,11 @@ def test_a_terminal_gets_one_live_table_of_the_steps(tmp_path):
     import pty
     import select
 
-    with chat_server(lambda n, h, b: (200, reply("Paris"))) as url:
+    def answer(n: int, headers: dict, body: dict) -> tuple[int, dict]:
+        time.sleep(0.1)  # the ask lasts about a second: long enough for the table (4 a second) to show it
+        return 200, reply("Paris")
+
+    with chat_server(answer) as url:
         config = write_config(tmp_path, {"bot": url}, n=40)
         main_fd, child_fd = pty.openpty()
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "40"}
