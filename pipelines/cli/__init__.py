@@ -26,6 +26,19 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (importing the package metadata
+    reader is a few hundredths of a second of every command otherwise)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"llm-eval-pipelines {version()}")
+        parser.exit()
+
+
 def _output_flags(p: argparse.ArgumentParser, default: object) -> None:
     p.add_argument("-q", "--quiet", action="store_true", default=default,
                    help="only errors and the final lines (no progress)")
@@ -38,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="build_pipeline.py",
         description="Evaluate, fine-tune, select and register LLMs from one YAML file.",
     )
-    parser.add_argument("--version", action="version", version=f"llm-eval-pipelines {version()}")
+    parser.add_argument("--version", action=_Version)
     _output_flags(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
