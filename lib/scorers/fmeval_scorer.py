@@ -85,8 +85,11 @@ def _build_scorer(algorithm: dict[str, Any]) -> tuple[Callable[[str, str, str], 
         transform = module.QAAccuracyScores(
             target_output_delimiter=algorithm["options"].get("target_output_delimiter", "<OR>"))
         names = list(module.QA_ACCURACY_SCORE_NAMES)
+        funcs = getattr(module, "QA_ACCURACY_SCORES_TO_FUNCS", None)
+        if funcs is not None and set(names) <= set(funcs):
+            return _best_over_targets(names, funcs, transform.target_output_delimiter, max), notes
 
-        def qa(model_input: str, target: str, output: str) -> dict[str, float]:
+        def qa(model_input: str, target: str, output: str) -> dict[str, float]:  # a fmeval made otherwise
             record = transform(_Record(target_output=target, model_output=output))
             return {n: float(record[n]) for n in names}
 
@@ -187,12 +190,34 @@ def _factual_knowledge(algorithm: dict[str, Any], module: Any) -> Callable[[str,
     pipeline, names = getattr(algo, "pipeline", None), getattr(module, "SCORE_NAMES", None)
     if pipeline is None or names is None:  # a fmeval made otherwise
         return _evaluate_sample(algorithm["name"], lambda: algo)
+    transforms = getattr(pipeline, "transforms", [])
+    funcs = getattr(module, "FACTUAL_KNOWLEDGE_SCORES_TO_FUNCS", None)
+    if (len(transforms) == 1 and isinstance(transforms[0], module.FactualKnowledgeScores) and funcs is not None
+            and set(names) <= set(funcs) and transforms[0].logical_operator in ("OR", "AND")):
+        combine = max if transforms[0].logical_operator == "OR" else min
+        return _best_over_targets(names, funcs, transforms[0].target_output_delimiter, combine)
 
     def factual_knowledge(model_input: str, target: str, output: str) -> dict[str, float]:
         record = pipeline.execute_record(_Record(target_output=target, model_output=output))
         return {n: float(record[n]) for n in names if record[n] is not None}
 
     return factual_knowledge
+
+
+def _best_over_targets(names: list[str], funcs: dict[str, Callable[[str, str], float]], delimiter: str | None,
+                       combine: Callable[[list[float]], float]) -> Callable[[str, str, str], dict[str, float]]:
+    """What FactualKnowledge's and QAAccuracy's transforms compute for a record (their `_get_score`): each
+    score is fmeval's own function of the answer and one target, over every target the delimiter
+    separates, the best of them (``max``; FactualKnowledge's "AND" takes the worst, ``min``). Called
+    straight, without the transform's record, its key checks and its loop (half their cost per record):
+    the same numbers, tested against the transforms."""
+    scored = [(name, funcs[name]) for name in names]
+
+    def score(model_input: str, target: str, output: str) -> dict[str, float]:
+        targets = target.split(delimiter)
+        return {name: float(combine([fn(output, t) for t in targets])) for name, fn in scored}
+
+    return score
 
 
 class _Record(dict):
