@@ -52,6 +52,24 @@ def test_a_tally_gives_the_mean_of_the_whole_list_to_the_last_bit(seed):
         assert tally.failed == failed
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=True), st.sampled_from([0.0, 1.0, 0.5, 1 / 3, 1e16, -1e16]),
+                          st.integers(-10**6, 10**6), st.booleans(), st.none()), min_size=1, max_size=300)
+       .filter(lambda vs: not (math.inf in vs and -math.inf in vs)),  # which `mean` refuses too (fsum's error)
+       st.integers(1, 8), st.integers(0, 5))
+def test_a_tally_folding_its_counts_still_gives_the_mean_to_the_last_bit(values, fold_at, failed):
+    # few different values (counted) and many (folded into the exact sum every `fold_at`), infinities,
+    # NaN, None, integers and booleans: what `mean` gives over the whole list
+    tally = Tally()
+    tally.FOLD_AT = fold_at
+    for v in values:
+        tally.add({"a": v})
+    for _ in range(failed):
+        tally.fail()
+    got, want = tally.means()["a"], mean(values + [0.0] * failed)
+    assert got == want
+
+
 def test_a_tally_of_no_values_has_no_mean():
     tally = Tally()
     tally.add({"a": None})

@@ -36,31 +36,55 @@ def empty_result(algorithm: dict[str, Any], error: str | None = None,
             "per_record": [], "error": error, "notes": list(notes or [])}
 
 
+_SCALE = 1074  # the smallest positive float is 2**-1074
+
+
 class Tally:
     """Each score's mean over records, kept as the records come, in constant memory: what `mean` gives over
-    the whole list, to the last bit (the sums are exact, in Shewchuk's partials as `math.fsum` keeps them).
-    ``failed_value``: what a failed record counts as in every score (0), or None to leave it out."""
+    the whole list, to the last bit (the sums are exact). ``failed_value``: what a failed record counts as
+    in every score (0), or None to leave it out.
+
+    Scores repeat (0 and 1, a few fractions): each value is counted, and the counts are summed exactly
+    (as whole multiples of the smallest float, rounded once at the end, as `math.fsum` rounds) when there
+    are `FOLD_AT` different ones, and at the end."""
+
+    FOLD_AT = 1024
 
     def __init__(self, failed_value: float | None = 0.0) -> None:
         self.names: list[str] = []  # in the order they first appeared
         self.failed = 0
         self._failed_value = failed_value
-        self._partials: dict[str, list[float]] = {}
+        self._seen: dict[str, dict[float, int]] = {}  # value -> how many times, since the last fold
+        self._sums: dict[str, int] = {}  # the exact sum of the values folded so far, times 2**_SCALE
         self._odd: dict[str, list[float]] = {}  # infinities: summed by fsum at the end, as `mean` would
         self._counts: dict[str, int] = {}
 
     def add(self, scores: dict[str, float | None]) -> None:
         for name, value in scores.items():
-            if name not in self._partials:
+            seen = self._seen.get(name)
+            if seen is None:
                 self.names.append(name)
-                self._partials[name], self._odd[name], self._counts[name] = [], [], 0
+                seen = self._seen[name] = {}
+                self._sums[name], self._odd[name], self._counts[name] = 0, [], 0
             if value is None or math.isnan(value):
                 continue
             self._counts[name] += 1
             if math.isinf(value):
                 self._odd[name].append(value)
-            else:
-                _add_exact(self._partials[name], float(value))
+                continue
+            value = float(value)
+            seen[value] = seen.get(value, 0) + 1
+            if len(seen) >= self.FOLD_AT:
+                self._fold(name)
+
+    def _fold(self, name: str) -> None:
+        seen = self._seen[name]
+        total = 0
+        for value, times in seen.items():  # value * 2**1074 is a whole number for every finite float
+            numerator, denominator = value.as_integer_ratio()
+            total += numerator * times << (_SCALE - denominator.bit_length() + 1)
+        self._sums[name] += total
+        seen.clear()
 
     def fail(self) -> None:
         self.failed += 1
@@ -69,24 +93,11 @@ class Tally:
         out: dict[str, float | None] = {}
         extra = self.failed if self._failed_value is not None else 0  # 0s add nothing to the sums
         for name in self.names:
+            self._fold(name)
             n = self._counts[name] + extra
-            out[name] = round(math.fsum(self._partials[name] + self._odd[name]) / n, 6) if n else None
+            exact = self._sums[name] / (1 << _SCALE)  # rounded once, as math.fsum rounds
+            out[name] = round(math.fsum([exact, *self._odd[name]]) / n, 6) if n else None
         return out
-
-
-def _add_exact(partials: list[float], x: float) -> None:
-    """Add ``x`` to the exact sum held as non-overlapping ``partials`` (Shewchuk, 1997)."""
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
 
 
 LOWEST_SHOWN = 10  # records an algorithm's page shows: those with the lowest value of its first score
