@@ -184,24 +184,17 @@ def _classification(algorithm: dict[str, Any], module: Any) -> Callable[[str, st
 
 
 def _factual_knowledge(algorithm: dict[str, Any], module: Any) -> Callable[[str, str, str], dict[str, float]]:
-    """FactualKnowledge's `evaluate_sample` without the score objects it makes of its transform's record: the
-    same transform pipeline (built from the same config), so the same scores."""
+    """FactualKnowledge's `evaluate_sample`, as the one transform of the pipeline it builds from its config
+    computes it (`_best_over_targets`), without the pipeline and the score objects around it."""
     algo = _construct(algorithm, module)
-    pipeline, names = getattr(algo, "pipeline", None), getattr(module, "SCORE_NAMES", None)
-    if pipeline is None or names is None:  # a fmeval made otherwise
-        return _evaluate_sample(algorithm["name"], lambda: algo)
-    transforms = getattr(pipeline, "transforms", [])
+    transforms = getattr(getattr(algo, "pipeline", None), "transforms", [])
+    names = getattr(module, "SCORE_NAMES", None)
     funcs = getattr(module, "FACTUAL_KNOWLEDGE_SCORES_TO_FUNCS", None)
-    if (len(transforms) == 1 and isinstance(transforms[0], module.FactualKnowledgeScores) and funcs is not None
+    if (len(transforms) == 1 and isinstance(transforms[0], module.FactualKnowledgeScores) and names and funcs
             and set(names) <= set(funcs) and transforms[0].logical_operator in ("OR", "AND")):
         combine = max if transforms[0].logical_operator == "OR" else min
         return _best_over_targets(names, funcs, transforms[0].target_output_delimiter, combine)
-
-    def factual_knowledge(model_input: str, target: str, output: str) -> dict[str, float]:
-        record = pipeline.execute_record(_Record(target_output=target, model_output=output))
-        return {n: float(record[n]) for n in names if record[n] is not None}
-
-    return factual_knowledge
+    return _evaluate_sample(algorithm["name"], lambda: algo)  # a fmeval made otherwise
 
 
 def _best_over_targets(names: list[str], funcs: dict[str, Callable[[str, str], float]], delimiter: str | None,
@@ -209,8 +202,8 @@ def _best_over_targets(names: list[str], funcs: dict[str, Callable[[str, str], f
     """What FactualKnowledge's and QAAccuracy's transforms compute for a record (their `_get_score`): each
     score is fmeval's own function of the answer and one target, over every target the delimiter
     separates, the best of them (``max``; FactualKnowledge's "AND" takes the worst, ``min``). Called
-    straight, without the transform's record, its key checks and its loop (half their cost per record):
-    the same numbers, tested against the transforms."""
+    straight, without the transform's record, its key checks and its loop (a third to a half of their cost
+    per record): the same numbers, tested against the transforms."""
     scored = [(name, funcs[name]) for name in names]
 
     def score(model_input: str, target: str, output: str) -> dict[str, float]:
@@ -221,10 +214,11 @@ def _best_over_targets(names: list[str], funcs: dict[str, Callable[[str, str], f
 
 
 class _Record(dict):
-    """A record given to fmeval's transforms. Their key check (`validate_call`) formats the whole record into
-    its error message on every call, before it knows whether there is an error: a third of QAAccuracy's
-    cost per record. Shown as a fixed phrase, the check costs what a check should; its message still
-    names the missing keys."""
+    """A record given to fmeval's transforms (ClassificationAccuracy's; QAAccuracy's where its score functions
+    are not at hand). Their key check (`validate_call`) formats the whole record into its error message on
+    every call, before it knows whether there is an error: a third of QAAccuracy's transform's cost per
+    record. Shown as a fixed phrase, the check costs what a check should; its message still names the
+    missing keys."""
 
     __slots__ = ()
 
