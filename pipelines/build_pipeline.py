@@ -7,13 +7,13 @@ project importable when run as a script and hands over.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:  # Ctrl-C from here on is ours to report, finding the project included
+    if __package__ in (None, ""):  # run as a script: make the project importable
+        from pathlib import Path
 
-try:
-    from pipelines.cli import build_parser, entry, main  # noqa: E402
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from pipelines.cli import build_parser, entry, main
 except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing has started, nothing to undo
     if __name__ != "__main__":
         raise
