@@ -227,6 +227,9 @@ def test_a_second_run_into_the_same_output_dir_is_refused_naming_the_holder(tmp_
 # Python itself reports, is not ours to handle): an interval timer sends SIGINT, as a terminal would
 CTRL_C_AFTER = """
 import os, signal, sys
+# Ctrl-C's default, as a terminal's foreground process has it: a test run started in the background by a
+# shell without job control inherits SIGINT ignored, and Python then keeps it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 delay = float(sys.argv.pop(1))
 sys.argv[0] = path = os.path.abspath("pipelines/build_pipeline.py")
 code = compile(open(path).read(), path, "exec")  # Python's own work, done before the clock starts
