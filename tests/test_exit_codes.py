@@ -275,6 +275,16 @@ exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__", "__file_
 """
 
 
+def test_a_profiled_run_keeps_its_profile(tmp_path):
+    # cProfile writes its file once the script returns: leaving at once would lose it
+    config = write_config(tmp_path, {"m": "http://127.0.0.1:9/v1"}, n=2)
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "prof"),
+                           "pipelines/build_pipeline.py", "validate", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "prof").stat().st_size > 0
+
+
 @pytest.mark.parametrize("thread", [False, True])
 def test_leaving_runs_the_exit_handlers_flushes_and_waits_for_a_thread_at_work(tmp_path, thread):
     config = write_config(tmp_path, {"m": "http://127.0.0.1:9/v1"}, n=2)

@@ -216,6 +216,7 @@ def test_qa_accuracy_with_its_normalisation_memoised_scores_as_fmevals_own(monke
     from lib.scorers.fmeval_scorer import record_scorer
 
     ours, _ = record_scorer(algorithm("QAAccuracy", target_output_delimiter="<OR>"))
+    assert "_best_over_targets" in ours.__qualname__  # fmeval's score functions called straight
     assert hasattr(qa_accuracy.normalize_text_quac_protocol, "cache_info")  # the memo is what is tested here
     texts = ["Paris", "paris.", "The capital is Paris!", "an apple a day", "Rome<OR>Roma", "  Roma ", "",
              "Ça va, Élodie?", "ça va élodie", "the the the", "Lyon<OR>Paris<OR>the Paris", "a"]
@@ -266,6 +267,7 @@ def test_factual_knowledge_scores_as_fmevals_evaluate_sample(operator):
     theirs = FactualKnowledge(FactualKnowledgeConfig(target_output_delimiter="<OR>", logical_operator=operator))
     texts = ["Paris", "paris.", "Paris and Lyon", "The capital is Paris!", "Lyon<OR>Paris", "", "the Lyon"]
     pairs = [(o, t) for o in texts for t in texts if "<OR>" not in o]
+    assert "_best_over_targets" in ours.__qualname__  # fmeval's score functions called straight
     got = [ours("q", t, o) for o, t in pairs]
     assert got == [{s.name: float(s.value) for s in theirs.evaluate_sample(t, o)} for o, t in pairs]
     assert {g["factual_knowledge"] for g in got} == {0.0, 1.0}

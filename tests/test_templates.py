@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
+from jinja2.bccache import bc_magic
 
 from lib.reports import templates
 
@@ -49,6 +50,33 @@ def test_a_cache_that_cannot_be_written_only_means_compiling_again(tmp_path):
     env, compiled = counting(templates.environment(SOURCE, blocked / "cache"))
     assert env.get_template("page").render(name="m", score=0) == "<p>m scored 0.00</p>"
     assert compiled == ["page"] and blocked.read_text() == "not a directory"
+
+
+def test_a_damaged_cache_file_is_compiled_again_and_replaced(tmp_path):
+    templates.environment(SOURCE, tmp_path).get_template("page").render(name="m", score=1)
+    (cached,) = tmp_path.glob("*.cache")
+    good = cached.read_bytes()
+    header = len(bc_magic)  # Jinja's version mark, then the source's checksum (pickled), then the code
+    for damaged in (good[:header + 3], bc_magic + b"not a pickle", good[:len(good) // 2], b""):
+        cached.write_bytes(damaged)
+        env, compiled = counting(templates.environment(SOURCE, tmp_path))
+        assert env.get_template("page").render(name="m", score=1) == "<p>m scored 1.00</p>"
+        assert compiled == ["page"] and cached.read_bytes() == good  # replaced by a whole one
+
+
+def test_a_folder_others_can_write_to_is_not_used(tmp_path):
+    # its files are code the process runs: as Jinja asks of the folder it picks itself
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    for _ in range(2):
+        env, compiled = counting(templates.environment(SOURCE, shared))
+        assert env.get_template("page").render(name="m", score=0) == "<p>m scored 0.00</p>"
+        assert compiled == ["page"]
+    assert list(shared.iterdir()) == []
+    assert not (tmp_path / "later").exists()
+    templates.environment(SOURCE, tmp_path / "later")  # made on first use, not when the pages import
+    assert not (tmp_path / "later").exists()
 
 
 IN_HOME = """

@@ -125,13 +125,14 @@ def leave(code: int) -> None:
     """Exit with ``code`` as `sys.exit` does, without the interpreter's teardown of every module it loaded
     (0.12-0.17 s after a run): what exit runs that matters here still runs (the exit handlers: finalizers
     such as temporary folders' removal, logging's flush), then the output is flushed. With a thread still
-    at work, or a Python without the handlers' runner, it is `sys.exit`, which waits for the thread."""
+    at work, a profiler or debugger attached (cProfile writes its file after the script), or a Python
+    without the handlers' runner, it is `sys.exit`, which waits for the thread."""
     import atexit
     import os
     import threading
 
     run_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if threading.active_count() > 1 or run_handlers is None:
+    if threading.active_count() > 1 or run_handlers is None or sys.getprofile() or sys.gettrace():
         sys.exit(code)
     run_handlers()
     for stream in (sys.stdout, sys.stderr):
