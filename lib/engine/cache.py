@@ -109,9 +109,9 @@ def _valid(value: Any) -> bool:
     return isinstance(value, dict) and "output" in value
 
 
-def _parse(line: bytes | str) -> tuple[str, dict[str, Any]] | None:
+def _parse(line: bytes) -> tuple[str, dict[str, Any]] | None:
     try:
-        entry = json.loads(line)
+        entry = storage.row_of(line)
     except ValueError:
         return None
     if isinstance(entry, dict) and isinstance(entry.get("key"), str) and _valid(entry.get("value")):

@@ -112,13 +112,13 @@ class Lowest:
         self._heap: list[tuple[float, int, dict[str, Any]]] = []  # (-value, -order, item): the worst on top
         self._seen = 0
 
-    def add(self, value: float, item: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
-        """``item``, or what makes it: made only when it is kept (most entries are not)."""
+    def add(self, value: float, make: Callable[[], dict[str, Any]]) -> None:
+        """The entry ``make()`` gives, made only when it is kept (most entries are not)."""
         self._seen += 1
         if len(self._heap) < self.n:
-            heapq.heappush(self._heap, (-value, -self._seen, item() if callable(item) else item))
+            heapq.heappush(self._heap, (-value, -self._seen, make()))
         elif (-value, -self._seen) > self._heap[0][:2]:  # orders differ, so items are never compared
-            heapq.heapreplace(self._heap, (-value, -self._seen, item() if callable(item) else item))
+            heapq.heapreplace(self._heap, (-value, -self._seen, make()))
 
     def items(self) -> list[dict[str, Any]]:
         return [item for *_, item in sorted(self._heap, key=lambda e: e[:2], reverse=True)]
